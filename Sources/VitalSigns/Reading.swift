@@ -1,0 +1,114 @@
+/// A value with its UCUM unit.
+public struct Quantity: Hashable, Sendable, Codable, CustomStringConvertible {
+    public var value: Double
+    /// UCUM case-sensitive unit code, for example `%`, `/min`, `mm[Hg]`.
+    public var unit: String
+    public init(_ value: Double, _ unit: String) {
+        self.value = value
+        self.unit = unit
+    }
+    public var description: String { "\(value) \(unit)" }
+}
+
+/// One decoded measurement, before the gateway gives it an identity.
+///
+/// Decoders produce samples: they know what the device said, but not which patient it
+/// belongs to nor when the bytes arrived (decoders never read the clock).
+public struct VitalSample: Hashable, Sendable, Codable {
+    public var vital: Vital
+    public var quantity: Quantity
+    /// The time the device stamped on the measurement, in its own clock, if it sent one.
+    public var deviceTime: CivilDateTime?
+    public var flags: QualityFlags
+    /// The device's own record or sequence number, if it has one.
+    public var sequence: UInt64?
+
+    public init(vital: Vital, quantity: Quantity, deviceTime: CivilDateTime?, flags: QualityFlags = [], sequence: UInt64? = nil) {
+        self.vital = vital
+        self.quantity = quantity
+        self.deviceTime = deviceTime
+        self.flags = flags
+        self.sequence = sequence
+    }
+}
+
+/// A reading's deterministic identifier: the first 128 bits of SHA-256 over the device
+/// identity, the vital, the device-measured time and the sequence number, as 32 hex digits.
+///
+/// The same measurement always gets the same ID, so any consumer of the at-least-once
+/// stream can drop duplicates.
+public struct ReadingID: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
+    public var rawValue: String
+    public init(rawValue: String) { self.rawValue = rawValue }
+    public var description: String { rawValue }
+    public static func < (a: ReadingID, b: ReadingID) -> Bool { a.rawValue < b.rawValue }
+    public func encode(to encoder: any Encoder) throws { var c = encoder.singleValueContainer(); try c.encode(rawValue) }
+    public init(from decoder: any Decoder) throws { rawValue = try decoder.singleValueContainer().decode(String.self) }
+
+    /// Fields are joined with a unit separator (0x1F), which no field may contain, so two
+    /// different inputs cannot produce the same preimage.
+    public static func derive(device: DeviceID, vital: Vital, measuredAt: Timestamp, sequence: UInt64?) -> ReadingID {
+        var bytes = [UInt8]()
+        bytes.append(contentsOf: "vigil.reading.v1".utf8)
+        for field in [device.rawValue, vital.key, String(measuredAt.millisecondsSinceEpoch), sequence.map { String($0) } ?? "-"] {
+            bytes.append(0x1F)
+            bytes.append(contentsOf: field.utf8)
+        }
+        return ReadingID(rawValue: SHA256.hash(bytes).prefix(16).hexString)
+    }
+}
+
+/// A committed-to-be vital-sign reading with its full identity.
+public struct Reading: Hashable, Sendable, Codable {
+    public var id: ReadingID
+    public var patient: PatientID
+    public var device: DeviceID
+    public var vital: Vital
+    public var quantity: Quantity
+    /// When the measurement was taken: the device's time converted to UTC, or the gateway
+    /// receive time (with `.deviceClockUnreliable`) when the device sent no usable time.
+    public var measuredAt: Timestamp
+    /// When the gateway received the bytes.
+    public var receivedAt: Timestamp
+    public var flags: QualityFlags
+    public var sequence: UInt64?
+
+    public init(id: ReadingID, patient: PatientID, device: DeviceID, vital: Vital, quantity: Quantity,
+                measuredAt: Timestamp, receivedAt: Timestamp, flags: QualityFlags, sequence: UInt64?) {
+        self.id = id
+        self.patient = patient
+        self.device = device
+        self.vital = vital
+        self.quantity = quantity
+        self.measuredAt = measuredAt
+        self.receivedAt = receivedAt
+        self.flags = flags
+        self.sequence = sequence
+    }
+
+    /// Gives a decoded sample its identity.
+    ///
+    /// - Parameters:
+    ///   - deviceUTCOffsetSeconds: the zone the device's clock is set in, seconds east of UTC.
+    ///   - maxClockSkewSeconds: a device time further than this from `receivedAt` is not
+    ///     trusted; the reading is stamped with `receivedAt` and flagged.
+    public init(sample: VitalSample, device: DeviceID, patient: PatientID, receivedAt: Timestamp,
+                deviceUTCOffsetSeconds: Int = 0, maxClockSkewSeconds: Int64 = 86_400) {
+        var flags = sample.flags
+        var measuredAt = receivedAt
+        if let civil = sample.deviceTime, civil.isValid {
+            let t = civil.timestamp(utcOffsetSeconds: deviceUTCOffsetSeconds)
+            if abs(t.milliseconds(since: receivedAt)) <= maxClockSkewSeconds * 1000 {
+                measuredAt = t
+            } else {
+                flags.insert(.deviceClockUnreliable)
+            }
+        } else {
+            flags.insert(.deviceClockUnreliable)
+        }
+        self.init(
+            id: .derive(device: device, vital: sample.vital, measuredAt: measuredAt, sequence: sample.sequence),
+            patient: patient, device: device, vital: sample.vital, quantity: sample.quantity,
+            measuredAt: measuredAt, receivedAt: receivedAt, flags: flags, sequence: sample.sequence)
+    }
+}
