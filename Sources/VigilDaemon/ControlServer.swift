@@ -1,0 +1,219 @@
+import CVigilPosix
+import Glibc
+import Logging
+import VitalSigns
+
+/// The local control socket `vigilctl` talks to: a Unix stream socket, one JSON request
+/// line in, one JSON response line out, then close.
+///
+/// Accepting and reading run on a dedicated thread with `poll` timeouts, so a stuck or
+/// malicious client can hold neither the Swift cooperative pool nor the daemon.
+/// Every caller is identified by SO_PEERCRED.
+final class ControlServer: @unchecked Sendable {
+    // Safety: `listenFD` and `stopping` are written only by `start()`/`stop()` under `lock`;
+    // the accept thread reads them under the same lock.
+    struct Caller: Sendable { var pid: Int32; var uid: UInt32; var gid: UInt32 }
+    typealias Handler = @Sendable (JSONValue, Caller) async -> JSONValue
+
+    struct StartError: Error, CustomStringConvertible {
+        var path: String
+        var reason: String
+        var description: String { "control socket \(path): \(reason)" }
+    }
+
+    private let path: String
+    private let handler: Handler
+    private let logger: Logger
+    private let lock = Mutex()
+    private var listenFD: Int32 = -1
+    private var stopping = false
+    private var thread: pthread_t?
+
+    static let maxRequestBytes = 64 * 1024
+
+    init(path: String, logger: Logger, handler: @escaping Handler) {
+        self.path = path
+        self.logger = logger
+        self.handler = handler
+    }
+
+    /// Binds the socket (mode 0660) and starts the accept thread.
+    func start() throws(StartError) {
+        try makeParentDirectory()
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw StartError(path: path, reason: "path is longer than a Unix socket allows")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw StartError(path: path, reason: "socket() failed: \(String(cString: strerror(errno)))") }
+        // A socket file left by a daemon that died: remove it if nothing answers on it.
+        if access(path, F_OK) == 0 {
+            if Self.connectable(&address) {
+                close(fd)
+                throw StartError(path: path, reason: "another vigild is already listening there")
+            }
+            unlink(path)
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0 else {
+            let e = errno
+            close(fd)
+            throw StartError(path: path, reason: "bind() failed: \(String(cString: strerror(e)))")
+        }
+        chmod(path, 0o660)
+        guard listen(fd, 16) == 0 else {
+            let e = errno
+            close(fd)
+            throw StartError(path: path, reason: "listen() failed: \(String(cString: strerror(e)))")
+        }
+        lock.withLock { listenFD = fd }
+        let box = Unmanaged.passRetained(self)
+        var t = pthread_t()
+        let rc = pthread_create(&t, nil, { arg in
+            let server = Unmanaged<ControlServer>.fromOpaque(arg!).takeRetainedValue()
+            server.acceptLoop()
+            return nil
+        }, box.toOpaque())
+        guard rc == 0 else {
+            box.release()
+            throw StartError(path: path, reason: "could not start its thread (\(rc))")
+        }
+        thread = t
+    }
+
+    /// Stops accepting, joins the thread and removes the socket file.
+    func stop() {
+        let fd: Int32 = lock.withLock {
+            stopping = true
+            return listenFD
+        }
+        if let t = thread {
+            pthread_join(t, nil)
+            thread = nil
+        }
+        if fd >= 0 {
+            close(fd)
+            unlink(path)
+        }
+        lock.withLock { listenFD = -1 }
+    }
+
+    private func makeParentDirectory() throws(StartError) {
+        guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return }
+        let parent = String(path[..<slash])
+        var prefix = ""
+        for part in parent.split(separator: "/") {
+            prefix += "/" + part
+            if mkdir(prefix, 0o750) != 0, errno != EEXIST {
+                throw StartError(path: path, reason: "cannot create directory \(prefix): \(String(cString: strerror(errno)))")
+            }
+        }
+    }
+
+    private static func connectable(_ address: inout sockaddr_un) -> Bool {
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard probe >= 0 else { return false }
+        defer { close(probe) }
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
+    }
+
+    private func acceptLoop() {
+        while true {
+            let (fd, stop) = lock.withLock { (listenFD, stopping) }
+            if stop || fd < 0 { return }
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&pfd, 1, 200)
+            if ready <= 0 { continue }
+            let client = accept4(fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+            if client < 0 { continue }
+            serve(client)
+        }
+    }
+
+    private func serve(_ client: Int32) {
+        var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
+        guard vigil_peer_credentials(client, &pid, &uid, &gid) == 0 else {
+            close(client)
+            return
+        }
+        let caller = Caller(pid: pid, uid: uid, gid: gid)
+        guard let line = Self.readLine(client, timeoutMilliseconds: 2000) else {
+            Self.reply(client, .object([("ok", false), ("error", "request must be one JSON line of at most 64 KiB, sent within 2 s")]))
+            return
+        }
+        let request: JSONValue
+        do {
+            request = try JSONValue.parse(line)
+        } catch {
+            Self.reply(client, .object([("ok", false), ("error", .string("\(error)"))]))
+            return
+        }
+        let handler = self.handler
+        Task {
+            let response = await handler(request, caller)
+            Self.reply(client, response)
+        }
+    }
+
+    private static func readLine(_ fd: Int32, timeoutMilliseconds: Int32) -> [UInt8]? {
+        var data: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while data.count <= maxRequestBytes {
+            var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&pfd, 1, timeoutMilliseconds)
+            if ready < 0, errno == EINTR { continue }
+            guard ready > 0 else { return nil }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n < 0, errno == EINTR { continue }
+            guard n > 0 else { return data.isEmpty ? nil : data }
+            data += buffer[0..<n]
+            if let newline = data.firstIndex(of: 0x0A) { return Array(data[..<newline]) }
+        }
+        return nil
+    }
+
+    private static func reply(_ fd: Int32, _ value: JSONValue) {
+        var text = value.serialized
+        text += "\n"
+        var timeout = timeval(tv_sec: 2, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        let bytes = Array(text.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            offset += n
+        }
+        close(fd)
+    }
+}
+
+/// A pthread mutex, for the few places where state is shared with a non-Swift thread.
+final class Mutex: @unchecked Sendable {
+    // Safety: the pthread mutex is initialised once, never moved (class storage), and
+    // destroyed in deinit.
+    private let m: UnsafeMutablePointer<pthread_mutex_t>
+    init() {
+        m = .allocate(capacity: 1)
+        pthread_mutex_init(m, nil)
+    }
+    deinit {
+        pthread_mutex_destroy(m)
+        m.deallocate()
+    }
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        pthread_mutex_lock(m)
+        defer { pthread_mutex_unlock(m) }
+        return try body()
+    }
+}

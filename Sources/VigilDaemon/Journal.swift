@@ -1,0 +1,101 @@
+import Glibc
+import Logging
+
+/// Writes log lines to stderr with a syslog priority prefix (`<6>`), which journald reads
+/// (sd-daemon(3), `SyslogLevelPrefix=`). Metadata follows the message as `key=value`.
+///
+/// Vigil never puts patient data in a log line at info level or above: values and patient
+/// identifiers may only appear at debug/trace, and the default level is info.
+struct JournalLogHandler: LogHandler {
+    var label: String
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+    /// Whether to prefix each line with its syslog priority (stderr attached to journald)
+    /// or with a readable level name (a terminal).
+    let syslogPrefix: Bool
+
+    init(label: String, level: Logger.Level, syslogPrefix: Bool) {
+        self.label = label
+        self.logLevel = level
+        self.syslogPrefix = syslogPrefix
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var merged = metadata
+        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        var line = syslogPrefix ? "<\(Self.priority(event.level))>" : "\(event.level) "
+        line += event.message.description
+        for key in merged.keys.sorted() {
+            line += " \(key)=\(merged[key].map { "\($0)" } ?? "")"
+        }
+        line += "\n"
+        line.withCString { p in
+            var remaining = strlen(p)
+            var offset = 0
+            while remaining > 0 {
+                let n = Glibc.write(2, p + offset, remaining)
+                if n < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                remaining -= n
+                offset += n
+            }
+        }
+    }
+
+    static func priority(_ level: Logger.Level) -> Int {
+        switch level {
+        case .trace, .debug: 7
+        case .info: 6
+        case .notice: 5
+        case .warning: 4
+        case .error: 3
+        case .critical: 2
+        }
+    }
+}
+
+/// The sd_notify(3) protocol, written directly: one datagram to `$NOTIFY_SOCKET`.
+/// A handful of lines, which spares a libsystemd dependency.
+enum SystemdNotifier {
+    /// Sends `state` (for example `READY=1`) if the service runs under systemd with
+    /// `Type=notify`; does nothing otherwise. Errors are ignored, as sd_notify does.
+    static func notify(_ state: String) {
+        guard let path = getenv("NOTIFY_SOCKET").map({ String(cString: $0) }), !path.isEmpty else { return }
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        var bytes = Array(path.utf8)
+        // A leading '@' names an abstract socket: its first byte on the wire is NUL.
+        if bytes.first == UInt8(ascii: "@") { bytes[0] = 0 }
+        let capacity = MemoryLayout.size(ofValue: address.sun_path)
+        guard bytes.count < capacity else { return }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        let length = socklen_t(MemoryLayout<sa_family_t>.size + bytes.count)
+        let message = Array(state.utf8)
+        _ = withUnsafePointer(to: &address) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { sa in
+                message.withUnsafeBytes { m in
+                    sendto(fd, m.baseAddress, m.count, Int32(MSG_NOSIGNAL), sa, length)
+                }
+            }
+        }
+    }
+
+    /// The watchdog interval systemd asked for (`WATCHDOG_USEC`), if it is for this process.
+    static var watchdogInterval: Duration? {
+        guard let usecText = getenv("WATCHDOG_USEC").map({ String(cString: $0) }), let usec = Int64(usecText), usec > 0 else { return nil }
+        if let pidText = getenv("WATCHDOG_PID").map({ String(cString: $0) }), let pid = Int32(pidText), pid != getpid() { return nil }
+        return .microseconds(usec)
+    }
+}
