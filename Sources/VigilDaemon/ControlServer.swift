@@ -1,6 +1,7 @@
 import CVigilPosix
 import Glibc
 import Logging
+import Synchronization
 import VitalSigns
 
 /// The local control socket `vigilctl` talks to: a Unix stream socket, one JSON request
@@ -10,8 +11,8 @@ import VitalSigns
 /// malicious client can hold neither the Swift cooperative pool nor the daemon.
 /// Every caller is identified by SO_PEERCRED.
 final class ControlServer: @unchecked Sendable {
-    // Safety: `listenFD` and `stopping` are written only by `start()`/`stop()` under `lock`;
-    // the accept thread reads them under the same lock.
+    // Safety: the listening fd and the stop flag live in a Mutex; `thread` is touched only
+    // by start() and stop(), which the daemon calls once each from its main task.
     struct Caller: Sendable { var pid: Int32; var uid: UInt32; var gid: UInt32 }
     typealias Handler = @Sendable (JSONValue, Caller) async -> JSONValue
 
@@ -24,9 +25,7 @@ final class ControlServer: @unchecked Sendable {
     private let path: String
     private let handler: Handler
     private let logger: Logger
-    private let lock = Mutex()
-    private var listenFD: Int32 = -1
-    private var stopping = false
+    private let listener = Mutex<(fd: Int32, stopping: Bool)>((-1, false))
     private var thread: pthread_t?
 
     static let maxRequestBytes = 64 * 1024
@@ -71,7 +70,7 @@ final class ControlServer: @unchecked Sendable {
             close(fd)
             throw StartError(path: path, reason: "listen() failed: \(String(cString: strerror(e)))")
         }
-        lock.withLock { listenFD = fd }
+        listener.withLock { $0.fd = fd }
         let box = Unmanaged.passRetained(self)
         var t = pthread_t()
         let rc = pthread_create(&t, nil, { arg in
@@ -88,9 +87,9 @@ final class ControlServer: @unchecked Sendable {
 
     /// Stops accepting, joins the thread and removes the socket file.
     func stop() {
-        let fd: Int32 = lock.withLock {
-            stopping = true
-            return listenFD
+        let fd: Int32 = listener.withLock {
+            $0.stopping = true
+            return $0.fd
         }
         if let t = thread {
             pthread_join(t, nil)
@@ -100,7 +99,7 @@ final class ControlServer: @unchecked Sendable {
             close(fd)
             unlink(path)
         }
-        lock.withLock { listenFD = -1 }
+        listener.withLock { $0.fd = -1 }
     }
 
     private func makeParentDirectory() throws(StartError) {
@@ -126,7 +125,7 @@ final class ControlServer: @unchecked Sendable {
 
     private func acceptLoop() {
         while true {
-            let (fd, stop) = lock.withLock { (listenFD, stopping) }
+            let (fd, stop) = listener.withLock { ($0.fd, $0.stopping) }
             if stop || fd < 0 { return }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&pfd, 1, 200)
@@ -195,25 +194,5 @@ final class ControlServer: @unchecked Sendable {
             offset += n
         }
         close(fd)
-    }
-}
-
-/// A pthread mutex, for the few places where state is shared with a non-Swift thread.
-final class Mutex: @unchecked Sendable {
-    // Safety: the pthread mutex is initialised once, never moved (class storage), and
-    // destroyed in deinit.
-    private let m: UnsafeMutablePointer<pthread_mutex_t>
-    init() {
-        m = .allocate(capacity: 1)
-        pthread_mutex_init(m, nil)
-    }
-    deinit {
-        pthread_mutex_destroy(m)
-        m.deallocate()
-    }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(m)
-        defer { pthread_mutex_unlock(m) }
-        return try body()
     }
 }

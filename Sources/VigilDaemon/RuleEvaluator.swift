@@ -54,7 +54,7 @@ actor RuleEvaluator {
 
     /// Loads every `*.yaml` care plan in a directory. A plan that fails to validate is
     /// refused as a whole and reported; the others load.
-    static func loadPlans(directory: String, logger: Logger) -> (plans: [CarePlan], errors: [String]) {
+    static func loadPlans(directory: String) -> (plans: [CarePlan], errors: [String]) {
         var plans: [CarePlan] = []
         var errors: [String] = []
         guard let dir = opendir(directory) else {
@@ -72,8 +72,7 @@ actor RuleEvaluator {
         for name in names.sorted() {
             let path = directory + "/" + name
             do {
-                let text = try TextFile.read(path)
-                let plan = try YAMLDecoder().decode(CarePlan.self, from: text, fileName: path)
+                let plan = try YAMLDecoder().decode(CarePlan.self, from: try TextFile.readBytes(path), fileName: path)
                 if plans.contains(where: { $0.patient == plan.patient }) {
                     errors.append("\(path): a second care plan for the same patient; refused")
                     continue
@@ -104,6 +103,10 @@ enum TextFile {
     }
 
     static func read(_ path: String, limit: Int = 4 << 20) throws(ReadError) -> String {
+        String(decoding: try readBytes(path, limit: limit), as: UTF8.self)
+    }
+
+    static func readBytes(_ path: String, limit: Int = 4 << 20) throws(ReadError) -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw ReadError(path: path, errno: errno) }
         defer { close(fd) }
@@ -119,6 +122,6 @@ enum TextFile {
             bytes += buffer[0..<n]
             if bytes.count > limit { throw ReadError(path: path, errno: EFBIG) }
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
     }
 }

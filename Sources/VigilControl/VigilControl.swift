@@ -1,0 +1,58 @@
+import ArgumentParser
+import Glibc
+import VitalSigns
+
+@main
+struct VigilControl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vigilctl",
+        abstract: "Check and operate a Vigil remote patient monitoring gateway.",
+        discussion: """
+            vigilctl talks to the running vigild over its control socket \
+            (default /run/vigil/control.sock; override with --socket or VIGIL_CONTROL_SOCKET).
+
+            Exit status: 0 success (for status: the home is OK), 1 status found a problem, \
+            64 bad arguments, 65 bad input data, 69 vigild is not reachable.
+            """,
+        version: VigilVersion.string,
+        subcommands: [Status.self, Simulate.self]
+    )
+}
+
+enum VigilVersion {
+    static let string = "0.1.0"
+}
+
+/// Options every command that talks to vigild shares.
+struct ConnectionOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Path of vigild's control socket.", valueName: "path"))
+    var socket: String?
+
+    @Flag(name: .long, help: "Print machine-readable JSON instead of text.")
+    var json = false
+
+    var socketPath: String {
+        if let socket { return socket }
+        if let env = getenv("VIGIL_CONTROL_SOCKET") { return String(cString: env) }
+        return "/run/vigil/control.sock"
+    }
+}
+
+/// Exit codes from sysexits.h, which technicians' scripts can rely on.
+enum ExitStatus {
+    static let problem = ExitCode(1)
+    static let dataError = ExitCode(65)
+    static let unavailable = ExitCode(69)
+}
+
+/// Fails with a message on stderr and an exit code.
+struct Failure: Error, CustomStringConvertible {
+    var message: String
+    var code: ExitCode
+    var description: String { message }
+}
+
+func printError(_ message: String) {
+    var line = "vigilctl: " + message + "\n"
+    line.withUTF8 { _ = fwrite($0.baseAddress, 1, $0.count, stderr) }
+}

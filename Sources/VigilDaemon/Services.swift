@@ -1,0 +1,171 @@
+import Logging
+import ReadingStore
+import ServiceLifecycle
+import Uplink
+import VitalSigns
+
+/// Drains the outbox to the broker. First in the service list, so it is the last to stop:
+/// on SIGTERM the devices stop first, then the forwarder flushes what the broker has
+/// acknowledged, publishes a retained `offline` status and disconnects cleanly.
+struct ForwardingService: Service {
+    let connection: MQTTConnection
+    let forwarder: Forwarder
+    let topics: Topics
+    let logger: Logger
+
+    func run() async throws {
+        try connection.start()
+        await cancelWhenGracefulShutdown {
+            await forwarder.run()
+        }
+        // Graceful shutdown: tell the care team this gateway is going away on purpose.
+        _ = try? connection.publish(topic: topics.status, payload: PayloadEncoder.status(.offline), qos: 1, retain: true)
+        await connection.stop()
+        logger.info("uplink stopped", metadata: ["outbox.acknowledged": "\(forwarder.stats.acknowledged)"])
+    }
+}
+
+/// Serves `vigilctl` on the control socket.
+struct ControlService: Service {
+    let path: String
+    let logger: Logger
+    let status: StatusReporter
+
+    func run() async throws {
+        let reporter = status
+        let logger = self.logger
+        let server = ControlServer(path: path, logger: logger) { request, caller in
+            switch request["command"]?.stringValue {
+            case "status":
+                return .object([("ok", true), ("status", await reporter.status())])
+            case "ping":
+                return .object([("ok", true)])
+            case let other?:
+                logger.notice("control request refused", metadata: ["command": "\(other)", "caller.uid": "\(caller.uid)"])
+                return .object([("ok", false), ("error", .string("unknown command '\(other)'; this vigild knows status and ping"))])
+            case nil:
+                return .object([("ok", false), ("error", "the request needs a \"command\" string")])
+            }
+        }
+        try server.start()
+        await gracefulShutdown()
+        server.stop()
+    }
+}
+
+/// Pings systemd's watchdog (`WatchdogSec=`) at half the interval while the store answers.
+/// A daemon whose database has wedged stops pinging and is restarted.
+struct WatchdogService: Service {
+    let store: ReadingStore
+
+    func run() async throws {
+        guard let interval = SystemdNotifier.watchdogInterval else {
+            await gracefulShutdown()
+            return
+        }
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
+            if (try? store.stats()) != nil { SystemdNotifier.notify("WATCHDOG=1") }
+            try? await Task.sleep(for: interval / 2)
+        }
+    }
+}
+
+/// Assembles the status document `vigilctl status` shows. No patient data: devices, counts,
+/// times and reasons only.
+struct StatusReporter: Sendable {
+    let config: VigilConfig
+    let startedAt: Timestamp
+    let store: ReadingStore
+    let connection: MQTTConnection
+    let forwarder: Forwarder
+    let board: DeviceBoard
+
+    func status() async -> JSONValue {
+        let now = Clock.now()
+        func age(_ t: Timestamp?) -> JSONValue {
+            guard let t else { return .null }
+            return .double(Double(now.milliseconds(since: t)) / 1000)
+        }
+        func time(_ t: Timestamp?) -> JSONValue { t.map { .string($0.iso8601) } ?? .null }
+
+        let mqtt = connection.snapshot
+        let fwd = forwarder.stats
+        let uplink: JSONValue = .object([
+            ("broker", .string("\(config.broker.host):\(config.broker.port)")),
+            ("connected", .bool(mqtt.connected)),
+            ("last_error", mqtt.lastError.map { .string($0) } ?? .null),
+            ("last_connected_at", time(mqtt.lastConnectedAt)),
+            ("reconnect_attempts", .int(Int64(mqtt.connectAttempts))),
+            ("consecutive_failures", .int(Int64(mqtt.consecutiveFailures))),
+            ("published", .int(Int64(fwd.published))),
+            ("acknowledged", .int(Int64(fwd.acknowledged))),
+            ("in_flight", .int(Int64(fwd.inFlight))),
+            ("last_publish_error", fwd.lastPublishError.map { .string($0) } ?? .null),
+        ])
+
+        var outbox: JSONValue = .null
+        var storeDoc: JSONValue = .object([("error", "unavailable")])
+        var openEscalations: Int64 = 0
+        do {
+            let s = try store.stats()
+            outbox = .object([
+                ("escalations", .object([
+                    ("depth", .int(s.undeliveredPriority)),
+                    ("oldest_at", time(s.oldestUndeliveredPriorityCreatedAt)),
+                    ("oldest_age_seconds", age(s.oldestUndeliveredPriorityCreatedAt)),
+                ])),
+                ("readings", .object([
+                    ("depth", .int(s.undeliveredReadings)),
+                    ("oldest_at", time(s.oldestUndeliveredReadingReceivedAt)),
+                    ("oldest_age_seconds", age(s.oldestUndeliveredReadingReceivedAt)),
+                ])),
+            ])
+            storeDoc = .object([
+                ("path", .string(config.paths.database)),
+                ("size_bytes", .int(s.databaseBytes)),
+                ("readings", .int(s.totalReadings)),
+                ("capacity_readings", .int(Int64(config.outbox.capacityReadings))),
+                ("evicted_total", .int(s.evictedTotal)),
+                ("pruned_delivered_total", .int(s.prunedDeliveredTotal)),
+                ("transactions", .int(s.transactionsCommitted)),
+            ])
+            openEscalations = Int64((try? store.openEscalations().count) ?? 0)
+        } catch {
+            storeDoc = .object([("error", .string("\(error)"))])
+        }
+
+        let devices = await board.snapshot().map { d -> JSONValue in
+            .object([
+                ("id", .string(d.id.rawValue)),
+                ("profile", .string(d.profile)),
+                ("transport", .string(d.transport)),
+                ("port", .string(d.port)),
+                ("state", .string(d.state)),
+                ("reason", d.reason.map { .string($0) } ?? .null),
+                ("last_reading_at", time(d.lastReadingAt)),
+                ("last_reading_age_seconds", age(d.lastReadingAt)),
+                ("readings", .int(d.readings)),
+                ("rejected_frames", .int(d.rejectedFrames)),
+                ("implausible_values", .int(d.implausibleValues)),
+                ("bytes_read", .int(d.bytesRead)),
+                ("last_error", d.lastError.map { .string($0) } ?? .null),
+            ])
+        }
+
+        return .object([
+            ("gateway", .object([
+                ("site", .string(config.site)),
+                ("gateway", .string(config.gateway)),
+                ("version", .string(VigilVersion.string)),
+                ("started_at", time(startedAt)),
+                ("uptime_seconds", age(startedAt)),
+                ("now", time(now)),
+            ])),
+            ("uplink", uplink),
+            ("outbox", outbox),
+            ("devices", .array(devices)),
+            ("store", storeDoc),
+            ("escalations", .object([("open", .int(openEscalations))])),
+        ])
+    }
+}

@@ -1,0 +1,156 @@
+import ClinicalRules
+import DeviceDecoding
+import DeviceProfiles
+import Glibc
+import Logging
+import ReadingStore
+import ServiceLifecycle
+import StrictYAML
+import UnixSignals
+import Uplink
+import VitalSigns
+
+// vigild: the Vigil gateway daemon. Start-up reads top to bottom:
+// arguments → config → logging → device profiles → care plans → store → rule state →
+// uplink → services (forwarder, device pipelines, control socket, watchdog) → run → drain.
+
+let arguments: DaemonArguments
+do {
+    arguments = try DaemonArguments.parse(Array(CommandLine.arguments.dropFirst()))
+} catch {
+    fputs("vigild: \(error)\n\(DaemonArguments.usage)", stderr)
+    exit(ExitCode.usage)
+}
+if arguments.showHelp {
+    print(DaemonArguments.usage, terminator: "")
+    exit(0)
+}
+if arguments.showVersion {
+    print("vigild \(VigilVersion.string)")
+    exit(0)
+}
+
+// Configuration. Any error names the file, line and field, and exits EX_CONFIG.
+let setup: DaemonSetup
+do {
+    setup = try DaemonSetup.load(arguments)
+} catch {
+    fputs("vigild: \(error)\n", stderr)
+    exit(ExitCode.config)
+}
+if arguments.checkOnly {
+    print("vigild: configuration OK: \(setup.config.devices.count) device(s), \(setup.plans.count) care plan(s)")
+    exit(0)
+}
+
+let logLevel = Logger.Level(rawValue: setup.config.logLevel) ?? .info
+// Under systemd stderr is a journal stream: prefix lines with syslog priorities.
+let toJournal = getenv("JOURNAL_STREAM") != nil
+LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: logLevel, syslogPrefix: toJournal) }
+let logger = Logger(label: "vigild")
+for problem in setup.planProblems {
+    logger.error("care plan refused", metadata: ["reason": "\(problem)"])
+}
+
+// The durable store: opened before anything can produce a reading.
+let store: ReadingStore
+do {
+    store = try ReadingStore(
+        options: StoreOptions(path: setup.config.paths.database, capacityReadings: setup.config.outbox.capacityReadings),
+        logger: Logger(label: "vigild.store"))
+} catch {
+    logger.critical("cannot open the database", metadata: ["path": "\(setup.config.paths.database)", "error": "\(error)"])
+    exit(ExitCode.cantCreate)
+}
+
+// Rule state, rebuilt from open escalations and a bounded window of recent readings.
+let rules = RuleEvaluator(plans: setup.plans, logger: Logger(label: "vigild.rules"))
+do {
+    let started = Clock.now()
+    let window = await rules.rebuildWindowSeconds
+    let recent = window > 0 ? try store.readings(since: started.adding(seconds: -window), limit: 200_000) : []
+    let open = try store.openEscalations()
+    let missing = await rules.rebuild(open: open, recent: recent, known: { id in try? store.escalationState(id: id) })
+    if !missing.isEmpty { try await store.commit(escalations: missing) }
+    logger.info("rule state rebuilt", metadata: [
+        "rules.patients": "\(await rules.patientCount)", "rules.replayed": "\(recent.count)",
+        "escalations.open": "\(open.count)", "escalations.recovered": "\(missing.count)",
+        "elapsed_ms": "\(Clock.now().milliseconds(since: started))",
+    ])
+} catch {
+    logger.critical("cannot rebuild rule state from the database", metadata: ["error": "\(error)"])
+    exit(ExitCode.ioError)
+}
+
+// The uplink.
+let topics: Topics
+let connection: MQTTConnection
+do {
+    topics = try Topics(prefix: setup.config.topicPrefix)
+    var options = MQTTOptions(
+        host: setup.config.broker.host, port: setup.config.broker.port, clientID: setup.config.clientID,
+        keepAliveSeconds: Int32(setup.config.broker.keepAliveSeconds))
+    options.cleanSession = false
+    options.username = setup.config.broker.username
+    options.password = setup.brokerPassword
+    options.will = topics.offlineWill
+    options.reconnectDelayMin = .milliseconds(setup.config.broker.reconnectMinMilliseconds)
+    options.reconnectDelayMax = .milliseconds(setup.config.broker.reconnectMaxMilliseconds)
+    options.maxInFlight = UInt32(setup.config.outbox.maxInFlight)
+    connection = try MQTTConnection(options: options)
+} catch {
+    logger.critical("cannot set up the MQTT client", metadata: ["error": "\(error)"])
+    exit(ExitCode.config)
+}
+let forwarder = Forwarder(
+    connection: connection, source: store,
+    configuration: Forwarder.Configuration(topics: topics, maxInFlight: setup.config.outbox.maxInFlight),
+    logger: Logger(label: "vigild.uplink"))
+
+// Devices.
+let board = DeviceBoard()
+var pipelines: [DevicePipeline] = []
+let lastSeen = (try? store.stats().lastReadingByDevice) ?? [:]
+for device in setup.config.devices {
+    guard let profile = setup.profiles[device.profile] else { continue }
+    await board.register(id: device.id, profile: profile.id, transport: profile.transport.rawValue, port: device.port)
+    if let t = lastSeen[device.id] { await board.seedLastReading(device.id, t) }
+    pipelines.append(DevicePipeline(
+        device: device, profile: profile, store: store, rules: rules, forwarder: forwarder, board: board,
+        logger: Logger(label: "vigild.device")))
+}
+
+let startedAt = Clock.now()
+let control = ControlService(
+    path: setup.config.paths.controlSocket,
+    logger: Logger(label: "vigild.control"),
+    status: StatusReporter(
+        config: setup.config, startedAt: startedAt, store: store, connection: connection, forwarder: forwarder,
+        board: board))
+
+var services: [any Service] = [ForwardingService(connection: connection, forwarder: forwarder, topics: topics, logger: logger)]
+services += pipelines.map { $0 as any Service }
+services.append(control)
+services.append(WatchdogService(store: store))
+
+let group = ServiceGroup(configuration: .init(
+    services: services.map { .init(service: $0) },
+    gracefulShutdownSignals: [.sigterm, .sigint],
+    cancellationSignals: [],
+    logger: Logger(label: "vigild.lifecycle")))
+
+logger.info("vigild started", metadata: [
+    "version": "\(VigilVersion.string)", "devices": "\(pipelines.count)", "database": "\(setup.config.paths.database)",
+])
+SystemdNotifier.notify("READY=1\nSTATUS=reading \(pipelines.count) device(s)")
+var exitCode: Int32 = 0
+do {
+    try await group.run()
+} catch {
+    logger.error("a service stopped with an error", metadata: ["error": "\(error)"])
+    exitCode = ExitCode.software
+}
+SystemdNotifier.notify("STOPPING=1")
+await store.close()
+logger.info("vigild stopped")
+exit(exitCode)
