@@ -1,0 +1,67 @@
+public import VitalSigns
+
+/// A decoder for a device that speaks a byte stream (serial ports, pseudo-terminals).
+///
+/// Implementations are value types holding only framing state: feeding the same bytes in
+/// any chunking yields the same results. They never do I/O, never read the clock and never
+/// log. Every input, however malformed, yields results or rejections; nothing traps.
+public protocol StreamDecoder: Sendable {
+    /// Feeds bytes as they arrived; returns what complete frames they finished.
+    mutating func decode(_ bytes: some Collection<UInt8>) -> [DecodeResult]
+    /// The stream ended (EOF, unplug): reports whatever partial frame was buffered, then
+    /// resets, so the decoder can be reused for the next connection.
+    mutating func finish() -> [DecodeResult]
+}
+
+/// The outcome of one frame (one line for line-oriented protocols).
+public enum DecodeResult: Sendable, Hashable {
+    /// A good frame; its samples, in the device's field order. May be empty when the device
+    /// reported no value for any vital (for example every field `---`).
+    case samples([VitalSample])
+    /// A frame, or a run of bytes, that was dropped as a whole.
+    case rejected(FrameError)
+}
+
+/// Why bytes were dropped.
+///
+/// The message names the field and the problem but never echoes a value: readings and
+/// serial numbers are patient data.
+public struct FrameError: Error, Sendable, Hashable, CustomStringConvertible {
+    public enum Code: String, Sendable, Hashable, CaseIterable {
+        /// A frame's checksum did not match (protocols that carry one).
+        case checksum
+        /// A frame started but was cut off (a power-cycle, an unplug, a lost terminator).
+        case truncated
+        /// A frame was complete but a field was missing its form, out of range or repeated.
+        case malformedField
+        /// No terminator arrived within the protocol's maximum frame length.
+        case lineTooLong
+        /// Bytes that do not start any frame (line noise, NULs, a baud-rate mismatch).
+        case garbage
+    }
+
+    public var code: Code
+    /// What went wrong and where, for example "field SPO2: not a number". No values.
+    public var message: String
+    /// How many input bytes this rejection discarded.
+    public var bytesSkipped: Int
+
+    public init(_ code: Code, _ message: String, bytesSkipped: Int) {
+        self.code = code
+        self.message = message
+        self.bytesSkipped = bytesSkipped
+    }
+
+    public var description: String { "\(code.rawValue): \(message) (\(bytesSkipped) bytes skipped)" }
+}
+
+/// The compiled decoders, by the name device profiles use in their `decoder:` key.
+public let streamDecoderNames: [String] = ["masimo-ascii1"]
+
+/// Makes a fresh decoder for a profile's `decoder:` name, or nil if no such decoder exists.
+public func makeDecoder(named name: String) -> (any StreamDecoder)? {
+    switch name {
+    case "masimo-ascii1": MasimoASCIIDecoder()
+    default: nil
+    }
+}

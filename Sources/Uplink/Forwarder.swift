@@ -1,0 +1,300 @@
+public import Logging
+public import VitalSigns
+import Synchronization
+
+/// Drains the durable outbox to the broker at QoS 1 (ARCHITECTURE.md, flow step 5–6).
+///
+/// Rules:
+/// - An item is marked delivered only when its PUBACK arrives (`MQTTEvent.published` for
+///   its mid, mosquitto.h "on_publish"). A late PUBACK for a mid from an earlier
+///   connection still marks its key.
+/// - The priority lane (escalations, gateway events) is read before every readings batch,
+///   and at most `maxInFlight` messages are unacknowledged, so a new escalation waits
+///   behind at most that many messages, never behind the whole backlog.
+/// - Readings go out in sequence order.
+/// - On every (re)connect both lane cursors rewind to the oldest undelivered item. What
+///   libmosquitto still held may then go out twice; consumers de-duplicate by ID.
+/// - `markDelivered` is batched: every `deliveredBatchInterval` or `deliveredBatchSize` keys.
+/// - `notify()` never blocks; idle, the forwarder sleeps (plus a slow fallback timer).
+public final class Forwarder: Sendable {
+    public struct Configuration: Sendable {
+        public var topics: Topics
+        /// Unacknowledged messages at most (default 256).
+        public var maxInFlight: Int
+        /// Readings fetched from the outbox per query, at most.
+        public var readingsBatch: Int
+        public var deliveredBatchInterval: Duration
+        public var deliveredBatchSize: Int
+        /// Re-checks the outbox this often even without `notify()`, in case a signal was missed.
+        public var fallbackInterval: Duration
+        /// Publish a retained `online` status on every connect.
+        public var publishStatus: Bool
+
+        public init(topics: Topics, maxInFlight: Int = 256, readingsBatch: Int = 128,
+                    deliveredBatchInterval: Duration = .milliseconds(20), deliveredBatchSize: Int = 256,
+                    fallbackInterval: Duration = .seconds(5), publishStatus: Bool = true) {
+            self.topics = topics
+            self.maxInFlight = max(1, maxInFlight)
+            self.readingsBatch = max(1, readingsBatch)
+            self.deliveredBatchInterval = deliveredBatchInterval
+            self.deliveredBatchSize = max(1, deliveredBatchSize)
+            self.fallbackInterval = fallbackInterval
+            self.publishStatus = publishStatus
+        }
+    }
+
+    public struct Stats: Sendable, Hashable {
+        /// Messages handed to libmosquitto (republished ones count again).
+        public var published: Int = 0
+        /// PUBACKs matched to an outbox key.
+        public var acknowledged: Int = 0
+        /// Keys passed to `markDelivered` successfully.
+        public var markedDelivered: Int = 0
+        /// Published in this connection and not yet acknowledged.
+        public var inFlight: Int = 0
+        public var lastPublishError: String?
+        public var lastSourceError: String?
+        /// Whether the forwarder believes the broker connection is up.
+        public var connected: Bool = false
+    }
+
+    enum Input: Sendable {
+        case notify
+        case tick
+        case flush
+        case event(MQTTEvent)
+    }
+
+    public let connection: MQTTConnection
+    public let source: any OutboxSource
+    public let configuration: Configuration
+    private let logger: Logger
+    private let statsBox = Mutex(Stats())
+    private let inputs = Mutex<AsyncStream<Input>.Continuation?>(nil)
+    private let notifyPending = Atomic<Bool>(false)
+
+    public init(connection: MQTTConnection, source: any OutboxSource, configuration: Configuration, logger: Logger) {
+        self.connection = connection
+        self.source = source
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public var stats: Stats { statsBox.withLock { $0 } }
+
+    /// Tells the forwarder new items were committed. Never blocks; signals coalesce.
+    public func notify() {
+        if notifyPending.exchange(true, ordering: .acquiringAndReleasing) { return }
+        _ = inputs.withLock { $0?.yield(.notify) }
+    }
+
+    /// Runs until the task is cancelled. The connection must be started by its owner.
+    public func run() async {
+        let (stream, continuation) = AsyncStream<Input>.makeStream(bufferingPolicy: .unbounded)
+        let (flushArms, flushArm) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        inputs.withLock { $0 = continuation }
+        let events = connection.events()
+        let fallback = configuration.fallbackInterval
+        let flushDelay = configuration.deliveredBatchInterval
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await e in events { continuation.yield(.event(e)) }
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    do { try await Task.sleep(for: fallback) } catch { return }
+                    continuation.yield(.tick)
+                }
+            }
+            group.addTask {
+                // Armed when the first PUBACK of a batch arrives; no timer runs while idle.
+                for await _ in flushArms {
+                    do { try await Task.sleep(for: flushDelay) } catch { return }
+                    continuation.yield(.flush)
+                }
+            }
+            let engine = Engine(owner: self, armFlush: { flushArm.yield() })
+            if connection.snapshot.connected { await engine.connected() }
+            for await input in stream {
+                if Task.isCancelled { break }
+                await engine.handle(input)
+            }
+            await engine.flush()
+            group.cancelAll()
+        }
+        inputs.withLock { $0 = nil }
+        continuation.finish()
+        flushArm.finish()
+    }
+
+    fileprivate func updateStats(_ body: (inout Stats) -> Void) { statsBox.withLock { body(&$0) } }
+
+    /// The forwarder's state; used only inside `run()`, one input at a time.
+    private final class Engine {
+        unowned let owner: Forwarder
+        let armFlush: () -> Void
+        var connected = false
+        var cursor: [OutboxLane: Int64] = [.priority: Int64.min, .readings: Int64.min]
+        /// mid → key for this connection.
+        var inFlight: [Int32: OutboxKey] = [:]
+        /// mid → key from earlier connections, for late PUBACKs.
+        var stale: [Int32: OutboxKey] = [:]
+        var acked: [OutboxKey] = []
+        var flushArmed = false
+
+        init(owner: Forwarder, armFlush: @escaping () -> Void) {
+            self.owner = owner
+            self.armFlush = armFlush
+        }
+
+        var config: Configuration { owner.configuration }
+
+        func handle(_ input: Input) async {
+            switch input {
+            case .notify:
+                owner.notifyPending.store(false, ordering: .releasing)
+                await pump()
+            case .tick:
+                if !acked.isEmpty { await flush() }
+                await pump()
+            case .flush:
+                flushArmed = false
+                await flush()
+            case .event(.connected):
+                await connected()
+            case .event(.disconnected), .event(.connectFailed):
+                if connected { owner.logger.info("uplink disconnected", metadata: ["outbox.in_flight": "\(inFlight.count)"]) }
+                connected = false
+                owner.updateStats { $0.connected = false }
+            case .event(.published(let mid)):
+                acknowledge(mid)
+                if acked.count >= config.deliveredBatchSize { await flush() }
+                // Refill once a quarter of the window is free: one outbox query per PUBACK
+                // would cost more than the publish itself.
+                if inFlight.count <= config.maxInFlight - max(1, config.maxInFlight / 4) { await pump() }
+            case .event(.message):
+                break
+            }
+        }
+
+        func connected() async {
+            connected = true
+            // Anything acknowledged must be recorded before the rewind, or it goes out again.
+            await flush()
+            for (mid, key) in inFlight { stale[mid] = key }
+            inFlight.removeAll()
+            cursor = [.priority: Int64.min, .readings: Int64.min]
+            owner.updateStats {
+                $0.connected = true
+                $0.inFlight = 0
+            }
+            owner.logger.info("uplink connected; rewinding outbox cursors")
+            if config.publishStatus {
+                do {
+                    _ = try owner.connection.publish(topic: config.topics.status,
+                                                     payload: PayloadEncoder.status(.online, at: .wallClockNow()),
+                                                     qos: 1, retain: true)
+                } catch {
+                    owner.updateStats { $0.lastPublishError = error.description }
+                }
+            }
+            await pump()
+        }
+
+        func acknowledge(_ mid: Int32) {
+            guard let key = inFlight.removeValue(forKey: mid) ?? stale.removeValue(forKey: mid) else { return }
+            acked.append(key)
+            let n = inFlight.count
+            owner.updateStats {
+                $0.acknowledged += 1
+                $0.inFlight = n
+            }
+            if !flushArmed {
+                flushArmed = true
+                armFlush()
+            }
+        }
+
+        func flush() async {
+            guard !acked.isEmpty else { return }
+            let keys = acked
+            acked.removeAll(keepingCapacity: true)
+            do {
+                try await owner.source.markDelivered(keys)
+                owner.updateStats { $0.markedDelivered += keys.count }
+            } catch {
+                // Kept for the next flush (fallback tick); the store is the one at fault.
+                acked.append(contentsOf: keys)
+                owner.updateStats { $0.lastSourceError = "markDelivered failed: \(error)" }
+                owner.logger.error("outbox markDelivered failed", metadata: ["error": "\(error)"])
+            }
+        }
+
+        /// Publishes while connected and the window has room: priority first, then one
+        /// readings batch, then priority again, and so on.
+        func pump() async {
+            while connected, !Task.isCancelled {
+                let room = config.maxInFlight - inFlight.count
+                if room <= 0 { return }
+                if acked.count >= config.deliveredBatchSize { await flush() }
+                guard let priority = await fetch(.priority, limit: room) else { return }
+                if !priority.isEmpty {
+                    if !publish(priority) { return }
+                    continue
+                }
+                guard let readings = await fetch(.readings, limit: min(room, config.readingsBatch)) else { return }
+                if readings.isEmpty { return }
+                if !publish(readings) { return }
+            }
+        }
+
+        private func fetch(_ lane: OutboxLane, limit: Int) async -> [OutboxItem]? {
+            do {
+                return try await owner.source.pending(lane: lane, after: cursor[lane] ?? Int64.min, limit: limit)
+            } catch {
+                owner.updateStats { $0.lastSourceError = "pending(\(lane)) failed: \(error)" }
+                owner.logger.error("outbox read failed", metadata: ["outbox.lane": "\(lane)", "error": "\(error)"])
+                return nil
+            }
+        }
+
+        /// Returns false when publishing must pause until the next connect.
+        private func publish(_ items: [OutboxItem]) -> Bool {
+            var published = 0
+            defer {
+                let n = inFlight.count
+                owner.updateStats {
+                    $0.published += published
+                    $0.inFlight = n
+                }
+            }
+            for item in items {
+                let payload = PayloadEncoder.encode(item.payload)
+                do {
+                    let mid = try owner.connection.publish(topic: config.topics.topic(for: item.payload),
+                                                           payload: payload, qos: 1, retain: false)
+                    // mids wrap at 65535: a reused mid supersedes the stale entry.
+                    stale.removeValue(forKey: mid)
+                    inFlight[mid] = item.key
+                    cursor[item.key.lane] = item.key.sequence
+                    published += 1
+                } catch {
+                    owner.updateStats { $0.lastPublishError = error.description }
+                    if error.isTransient {
+                        // Wait for the next `.connected`; the rewind picks this item up again.
+                        connected = false
+                        owner.updateStats { $0.connected = false }
+                        return false
+                    }
+                    // A permanent refusal (size, malformed topic) would block the lane forever:
+                    // skip it for this connection; the next rewind retries it.
+                    owner.logger.error("publish refused", metadata: ["outbox.lane": "\(item.key.lane)",
+                                                                     "outbox.sequence": "\(item.key.sequence)",
+                                                                     "error": "\(error)"])
+                    cursor[item.key.lane] = item.key.sequence
+                }
+            }
+            return true
+        }
+    }
+}

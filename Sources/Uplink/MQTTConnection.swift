@@ -1,0 +1,474 @@
+internal import CMosquitto
+import Dispatch
+import Glibc
+public import VitalSigns
+import Synchronization
+
+/// The last will: what the broker publishes for us if we vanish without a DISCONNECT
+/// (MQTT 3.1.1 §3.1.2.5). The corresponding C function is `mosquitto_will_set`.
+public struct MQTTWill: Sendable, Hashable {
+    public var topic: String
+    public var payload: [UInt8]
+    /// 0, 1 or 2. Vigil uses 1.
+    public var qos: Int32
+    public var retain: Bool
+    public init(topic: String, payload: [UInt8], qos: Int32 = 1, retain: Bool = true) {
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+    }
+}
+
+/// How to reach the broker and how to behave there.
+public struct MQTTOptions: Sendable {
+    public var host: String
+    /// TCP port, 1…65535.
+    public var port: Int
+    /// Stable across restarts: with `cleanSession == false` the broker keeps our session
+    /// (subscriptions, queued QoS 1 messages) under this ID (MQTT 3.1.1 §3.1.3.1).
+    public var clientID: String
+    /// Keep-alive interval, in seconds (MQTT 3.1.1 §3.1.2.10).
+    public var keepAliveSeconds: Int32
+    /// `false` asks the broker for a persistent session (MQTT 3.1.1 §3.1.2.4).
+    public var cleanSession: Bool
+    public var username: String?
+    public var password: String?
+    public var will: MQTTWill?
+    /// First delay after a failed or lost connection. Doubles per failure, with jitter.
+    public var reconnectDelayMin: Duration
+    /// Cap of the reconnect delay.
+    public var reconnectDelayMax: Duration
+    /// QoS 1/2 messages libmosquitto keeps on the wire at once; 0 means no limit
+    /// (`mosquitto_max_inflight_messages_set`; the v5-only `MOSQ_OPT_SEND_MAXIMUM` does not
+    /// apply to 3.1.1). The Forwarder does its own limiting, so 0 is the default: a
+    /// library-side queue would put an escalation behind readings.
+    public var maxInFlight: UInt32
+    /// How long one `mosquitto_loop` call waits for socket activity, in milliseconds.
+    /// Publishes from other threads wake it early through libmosquitto's socket pair.
+    public var loopTimeoutMilliseconds: Int32
+
+    public init(host: String, port: Int, clientID: String, keepAliveSeconds: Int32 = 30,
+                cleanSession: Bool = false, username: String? = nil, password: String? = nil,
+                will: MQTTWill? = nil, reconnectDelayMin: Duration = .milliseconds(500),
+                reconnectDelayMax: Duration = .seconds(30), maxInFlight: UInt32 = 0,
+                loopTimeoutMilliseconds: Int32 = 100) {
+        self.host = host
+        self.port = port
+        self.clientID = clientID
+        self.keepAliveSeconds = keepAliveSeconds
+        self.cleanSession = cleanSession
+        self.username = username
+        self.password = password
+        self.will = will
+        self.reconnectDelayMin = reconnectDelayMin
+        self.reconnectDelayMax = reconnectDelayMax
+        self.maxInFlight = maxInFlight
+        self.loopTimeoutMilliseconds = loopTimeoutMilliseconds
+    }
+}
+
+/// What the network thread reports. Delivered through `MQTTConnection.events()`.
+public enum MQTTEvent: Sendable, Hashable {
+    /// CONNACK accepted. `sessionPresent`: the broker still had our persistent session.
+    case connected(sessionPresent: Bool)
+    /// The TCP connect failed, or the broker refused the CONNECT (CONNACK return code,
+    /// MQTT 3.1.1 §3.2.2.3). `code` is the CONNACK code for refusals, else a `MOSQ_ERR_*`.
+    case connectFailed(code: Int32, reason: String)
+    /// The connection ended. `reason` is empty text for our own clean disconnect.
+    case disconnected(reason: String)
+    /// The QoS 1 PUBACK for `mid` arrived (for QoS 0: the message was written).
+    case published(mid: Int32)
+    /// An incoming message, copied out of libmosquitto's buffer.
+    case message(topic: String, payload: [UInt8])
+}
+
+/// A thread-safe copy of the connection's state.
+public struct MQTTConnectionSnapshot: Sendable, Hashable {
+    /// CONNACK accepted and the connection not yet lost.
+    public var connected: Bool = false
+    /// The last failure in words (connect refused, connection lost), if any.
+    public var lastError: String?
+    /// Wall-clock time of the last accepted CONNACK.
+    public var lastConnectedAt: Timestamp?
+    /// Connect/reconnect attempts since the thread started.
+    public var connectAttempts: Int = 0
+    /// Attempts that failed since the last accepted CONNACK (resets on success).
+    public var consecutiveFailures: Int = 0
+    /// The delay chosen before the most recent reconnect attempt (after jitter).
+    public var lastBackoff: Duration?
+    /// Whether the network thread is running.
+    public var running: Bool = false
+}
+
+/// The one owner of a libmosquitto client handle (`struct mosquitto *`).
+///
+/// `start()` runs a dedicated POSIX thread (never the Swift cooperative pool) that
+/// connects, calls `mosquitto_loop` with a short timeout while connected and, on loss or
+/// refusal, waits a capped exponential backoff with jitter before `mosquitto_reconnect`.
+/// libmosquitto's own reconnect (`mosquitto_loop_forever`) has no jitter, so a fleet of
+/// gateways would reconnect in lock-step after a broker restart; this one does not.
+///
+/// Callbacks run on that thread; they only copy data and yield `MQTTEvent`s.
+public final class MQTTConnection: @unchecked Sendable {
+    // Safety: `handle` is created in init and destroyed in deinit only. Between those, it is
+    // used by the network thread (connect, loop, disconnect) and by `publish`/`subscribe`
+    // from any thread. That is allowed because Debian's libmosquitto is built with
+    // threading and we call `mosquitto_threaded_set(true)`, so the library guards its
+    // packet queues with its own mutexes and only the loop thread writes the socket.
+    // Every other mutable state lives in `Mutex`es.
+    private let handle: OpaquePointer
+    public let options: MQTTOptions
+
+    private struct Control {
+        var thread: pthread_t?
+        var stopRequested = false
+        var stopWaiters: [CheckedContinuation<Void, Never>] = []
+        var threadFinished = false
+    }
+
+    private let control = Mutex(Control())
+    private let state = Mutex(MQTTConnectionSnapshot())
+    private let subscribers = Mutex<[Int: AsyncStream<MQTTEvent>.Continuation]>([:])
+    private let nextSubscriber = Atomic<Int>(0)
+    /// Wakes the backoff wait early on `stop()`.
+    private let wake = DispatchSemaphore(value: 0)
+    /// Set by the CONNACK callback for the connection attempt in progress.
+    private let acceptedThisRound = Atomic<Bool>(false)
+
+    /// Creates the handle and applies the options. No thread runs until `start()`.
+    ///
+    /// The corresponding C functions are `mosquitto_new`, `mosquitto_int_option`,
+    /// `mosquitto_username_pw_set`, `mosquitto_will_set`, `mosquitto_threaded_set`.
+    public init(options: MQTTOptions) throws(MQTTError) {
+        MQTTLibrary.initialiseOnce()
+        guard (1...65_535).contains(options.port) else {
+            throw MQTTError(code: .invalid, operation: "MQTTConnection.init", reason: "port \(options.port) is not in 1…65535")
+        }
+        guard let h = mosquitto_new(options.clientID, options.cleanSession, nil) else {
+            let e = Glibc.errno
+            throw MQTTError(code: .errno, errno: e, operation: "mosquitto_new")
+        }
+        self.handle = h
+        self.options = options
+        // From here on, deinit destroys the handle if a check below throws.
+        try check(mosquitto_int_option(h, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311), "mosquitto_int_option(PROTOCOL_VERSION)")
+        try check(mosquitto_threaded_set(h, true), "mosquitto_threaded_set")
+        try check(mosquitto_max_inflight_messages_set(h, options.maxInFlight), "mosquitto_max_inflight_messages_set")
+        if options.username != nil || options.password != nil {
+            try check(mosquitto_username_pw_set(h, options.username, options.password), "mosquitto_username_pw_set")
+        }
+        if let will = options.will {
+            guard will.payload.count <= Int(Int32.max) else {
+                throw MQTTError(code: .payloadSize, operation: "mosquitto_will_set")
+            }
+            let rc = will.payload.withUnsafeBytes { buf in
+                mosquitto_will_set(h, will.topic, Int32(buf.count), buf.baseAddress, will.qos, will.retain)
+            }
+            try check(rc, "mosquitto_will_set")
+        }
+        mosquitto_user_data_set(h, Unmanaged.passUnretained(self).toOpaque())
+        mosquitto_connect_with_flags_callback_set(h) { _, obj, rc, flags in
+            guard let obj else { return }
+            Unmanaged<MQTTConnection>.fromOpaque(obj).takeUnretainedValue().onConnect(rc: rc, flags: flags)
+        }
+        mosquitto_disconnect_callback_set(h) { _, obj, rc in
+            guard let obj else { return }
+            Unmanaged<MQTTConnection>.fromOpaque(obj).takeUnretainedValue().onDisconnect(rc: rc)
+        }
+        mosquitto_publish_callback_set(h) { _, obj, mid in
+            guard let obj else { return }
+            Unmanaged<MQTTConnection>.fromOpaque(obj).takeUnretainedValue().broadcast(.published(mid: mid))
+        }
+        mosquitto_message_callback_set(h) { _, obj, message in
+            guard let obj, let message else { return }
+            // libmosquitto frees the message when this callback returns: copy now.
+            let m = message.pointee
+            let topic = m.topic.map { String(cString: $0) } ?? ""
+            var payload = [UInt8]()
+            if let p = m.payload, m.payloadlen > 0 {
+                payload = Array(UnsafeRawBufferPointer(start: p, count: Int(m.payloadlen)))
+            }
+            Unmanaged<MQTTConnection>.fromOpaque(obj).takeUnretainedValue()
+                .broadcast(.message(topic: topic, payload: payload))
+        }
+    }
+
+    deinit {
+        // The thread holds a strong reference while it runs, so it has ended here.
+        mosquitto_destroy(handle)
+    }
+
+    private func check(_ rc: Int32, _ operation: String) throws(MQTTError) {
+        let e = Glibc.errno
+        guard rc == MQTTError.Code.success.rawValue else {
+            throw MQTTError(code: .init(rawValue: rc), errno: rc == MQTTError.Code.errno.rawValue ? e : nil, operation: operation)
+        }
+    }
+
+    // MARK: - Events
+
+    /// A new stream of every event from now on. Each call gets its own stream (events are
+    /// broadcast); buffering is unbounded so no PUBACK is ever dropped. The stream ends
+    /// when the consumer stops iterating or the connection stops.
+    public func events() -> AsyncStream<MQTTEvent> {
+        let (stream, continuation) = AsyncStream<MQTTEvent>.makeStream(bufferingPolicy: .unbounded)
+        let id = nextSubscriber.wrappingAdd(1, ordering: .relaxed).oldValue
+        subscribers.withLock { $0[id] = continuation }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.subscribers.withLock { $0.removeValue(forKey: id) }
+        }
+        return stream
+    }
+
+    private func broadcast(_ event: MQTTEvent) {
+        // Yield outside the lock: a termination handler takes the same lock.
+        let targets = subscribers.withLock { Array($0.values) }
+        for c in targets { c.yield(event) }
+    }
+
+    /// The state, copied under a lock; callable from any thread.
+    public var snapshot: MQTTConnectionSnapshot { state.withLock { $0 } }
+
+    // MARK: - Callbacks (network thread)
+
+    private func onConnect(rc: Int32, flags: Int32) {
+        if rc == 0 {
+            acceptedThisRound.store(true, ordering: .sequentiallyConsistent)
+            let now = Timestamp.wallClockNow()
+            state.withLock {
+                $0.connected = true
+                $0.lastConnectedAt = now
+                $0.consecutiveFailures = 0
+            }
+            broadcast(.connected(sessionPresent: flags & 1 != 0))
+        } else {
+            let reason = String(cString: mosquitto_connack_string(rc))
+            state.withLock {
+                $0.connected = false
+                $0.lastError = "broker refused the connection: \(reason) (CONNACK code \(rc))"
+            }
+            broadcast(.connectFailed(code: rc, reason: reason))
+        }
+    }
+
+    private func onDisconnect(rc: Int32) {
+        let reason = rc == 0 ? "" : String(cString: mosquitto_strerror(rc))
+        let wasConnected = state.withLock {
+            let was = $0.connected
+            $0.connected = false
+            if rc != 0, was { $0.lastError = "connection lost: \(reason)" }
+            return was
+        }
+        if wasConnected || rc == 0 { broadcast(.disconnected(reason: reason)) }
+    }
+
+    // MARK: - Lifecycle
+
+    /// Starts the network thread. Calling it twice is an error.
+    public func start() throws(MQTTError) {
+        let already = control.withLock { $0.thread != nil || $0.threadFinished }
+        if already { throw MQTTError(code: .invalid, operation: "MQTTConnection.start", reason: "already started") }
+        let box = Unmanaged.passRetained(self).toOpaque()
+        var tid = pthread_t()
+        let rc = pthread_create(&tid, nil, { arg in
+            guard let arg else { return nil }
+            let me = Unmanaged<MQTTConnection>.fromOpaque(arg).takeRetainedValue()
+            me.threadMain()
+            return nil
+        }, box)
+        guard rc == 0 else {
+            Unmanaged<MQTTConnection>.fromOpaque(box).release()
+            throw MQTTError(code: .errno, errno: rc, operation: "pthread_create")
+        }
+        control.withLock { $0.thread = tid }
+        state.withLock { $0.running = true }
+    }
+
+    /// Disconnects cleanly (a DISCONNECT packet, so the broker discards the will) and
+    /// waits for the network thread to end. Idempotent.
+    public func stop() async {
+        let (thread, finished): (pthread_t?, Bool) = control.withLock {
+            $0.stopRequested = true
+            return ($0.thread, $0.threadFinished)
+        }
+        wake.signal()
+        guard let thread else { return }
+        if !finished {
+            await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+                let done = control.withLock {
+                    if $0.threadFinished { return true }
+                    $0.stopWaiters.append(c)
+                    return false
+                }
+                if done { c.resume() }
+            }
+        }
+        // The thread has returned from threadMain (or is about to): joining is immediate.
+        let joined = control.withLock {
+            guard $0.thread != nil else { return false }
+            $0.thread = nil
+            return true
+        }
+        if joined { pthread_join(thread, nil) }
+    }
+
+    private var stopRequested: Bool { control.withLock { $0.stopRequested } }
+
+    /// The network thread: connect, loop, back off, reconnect, until `stop()`.
+    private func threadMain() {
+        var attempt = 0
+        var everCalledConnect = false
+        var socketOpen = false
+        while !stopRequested {
+            acceptedThisRound.store(false, ordering: .sequentiallyConsistent)
+            state.withLock { $0.connectAttempts += 1 }
+            let rc = everCalledConnect
+                ? mosquitto_reconnect(handle)
+                : mosquitto_connect(handle, options.host, Int32(options.port), options.keepAliveSeconds)
+            let err = Glibc.errno
+            if rc != MQTTError.Code.invalid.rawValue { everCalledConnect = true }
+            if rc == MQTTError.Code.success.rawValue {
+                socketOpen = true
+                while !stopRequested {
+                    let lrc = mosquitto_loop(handle, options.loopTimeoutMilliseconds, 1)
+                    if lrc != MQTTError.Code.success.rawValue {
+                        let lerr = Glibc.errno
+                        socketOpen = false
+                        let error = MQTTError(code: .init(rawValue: lrc), errno: lrc == MQTTError.Code.errno.rawValue ? lerr : nil,
+                                              operation: "mosquitto_loop")
+                        let wasConnected = state.withLock {
+                            let was = $0.connected
+                            $0.connected = false
+                            // A CONNACK refusal already left a better reason.
+                            if lrc != MQTTError.Code.connectionRefused.rawValue { $0.lastError = error.description }
+                            return was
+                        }
+                        if wasConnected { broadcast(.disconnected(reason: error.reason)) }
+                        break
+                    }
+                }
+                if stopRequested { break }
+            } else {
+                let error = MQTTError(code: .init(rawValue: rc), errno: rc == MQTTError.Code.errno.rawValue ? err : nil,
+                                      operation: everCalledConnect ? "mosquitto_reconnect" : "mosquitto_connect")
+                state.withLock { $0.lastError = "cannot connect to \(options.host):\(options.port): \(error.reason)" }
+                broadcast(.connectFailed(code: rc, reason: error.reason))
+            }
+            if acceptedThisRound.load(ordering: .sequentiallyConsistent) { attempt = 0 }
+            if stopRequested { break }
+            let delay = Self.backoff(attempt: attempt, min: options.reconnectDelayMin, max: options.reconnectDelayMax)
+            attempt += 1
+            state.withLock {
+                $0.consecutiveFailures += 1
+                $0.lastBackoff = delay
+            }
+            // Interruptible by stop(), which signals `wake`.
+            let ns = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
+            _ = wake.wait(timeout: .now() + .nanoseconds(Int(clamping: ns)))
+        }
+        if socketOpen {
+            // DISCONNECT makes the broker drop the will (MQTT 3.1.1 §3.14.4). Loop until the
+            // library has written it and closed the socket, for at most about a second.
+            if mosquitto_disconnect(handle) == MQTTError.Code.success.rawValue {
+                for _ in 0..<20 {
+                    if mosquitto_loop(handle, 50, 1) != MQTTError.Code.success.rawValue { break }
+                }
+            }
+        }
+        state.withLock {
+            $0.connected = false
+            $0.running = false
+        }
+        let waiters = control.withLock {
+            $0.threadFinished = true
+            let w = $0.stopWaiters
+            $0.stopWaiters = []
+            return w
+        }
+        for w in waiters { w.resume() }
+        let streams = subscribers.withLock { s in
+            let all = Array(s.values)
+            s.removeAll()
+            return all
+        }
+        for c in streams { c.finish() }
+    }
+
+    /// Capped exponential backoff with "equal jitter": the delay before attempt `attempt`
+    /// (0-based) is uniformly drawn from [d/2, d] with d = min(max, min · 2^attempt).
+    /// The floor keeps growth visible; the jitter spreads a fleet's reconnects.
+    public static func backoff(attempt: Int, min: Duration, max: Duration) -> Duration {
+        let minS = Double(min.components.seconds) + Double(min.components.attoseconds) / 1e18
+        let maxS = Double(max.components.seconds) + Double(max.components.attoseconds) / 1e18
+        let d = Swift.min(maxS, minS * Double(1 << Swift.min(attempt, 30)))
+        let jittered = Double.random(in: (d / 2)...Swift.max(d / 2, d))
+        return .nanoseconds(Int64(jittered * 1e9))
+    }
+
+    // MARK: - Publishing
+
+    /// Queues a message and returns its message ID; `MQTTEvent.published(mid:)` follows when
+    /// the PUBACK arrives (QoS 1, mosquitto.h "on_publish"). Callable from any thread.
+    ///
+    /// The corresponding C function is `mosquitto_publish`.
+    public func publish(topic: String, payload: [UInt8], qos: Int32 = 1, retain: Bool = false) throws(MQTTError) -> Int32 {
+        guard payload.count <= 268_435_455 else {
+            throw MQTTError(code: .payloadSize, operation: "mosquitto_publish", reason: "payload of \(payload.count) bytes exceeds MQTT's 256 MiB limit")
+        }
+        var mid: Int32 = 0
+        let rc = payload.withUnsafeBytes { buf in
+            mosquitto_publish(handle, &mid, topic, Int32(buf.count), buf.baseAddress, qos, retain)
+        }
+        let e = Glibc.errno
+        guard rc == MQTTError.Code.success.rawValue else {
+            throw MQTTError(code: .init(rawValue: rc), errno: rc == MQTTError.Code.errno.rawValue ? e : nil, operation: "mosquitto_publish")
+        }
+        return mid
+    }
+
+    /// Subscribes to a topic filter; returns the SUBSCRIBE's message ID. With a persistent
+    /// session the broker keeps the subscription across reconnects; with a clean session,
+    /// subscribe again on every `.connected`.
+    ///
+    /// The corresponding C function is `mosquitto_subscribe`.
+    @discardableResult
+    public func subscribe(_ filter: String, qos: Int32 = 1) throws(MQTTError) -> Int32 {
+        var mid: Int32 = 0
+        let rc = mosquitto_subscribe(handle, &mid, filter, qos)
+        guard rc == MQTTError.Code.success.rawValue else {
+            throw MQTTError(code: .init(rawValue: rc), operation: "mosquitto_subscribe")
+        }
+        return mid
+    }
+
+    /// Test support: shuts the TCP socket down under libmosquitto's feet, as a network
+    /// failure would. The broker sees the connection drop without a DISCONNECT and sends
+    /// the will; the network thread sees the loss and reconnects with backoff.
+    ///
+    /// The corresponding C functions are `mosquitto_socket` and `shutdown`.
+    public func simulateNetworkFailure() {
+        let fd = mosquitto_socket(handle)
+        if fd >= 0 { _ = Glibc.shutdown(fd, Int32(SHUT_RDWR)) }
+    }
+}
+
+/// `mosquitto_lib_init` is not thread-safe and must run once per process (mosquitto.h).
+enum MQTTLibrary {
+    private static let initialised: Bool = {
+        _ = mosquitto_lib_init()
+        return true
+    }()
+
+    /// Swift runs a static's initialiser exactly once, under a lock (swift_once).
+    static func initialiseOnce() { _ = initialised }
+}
+
+extension Timestamp {
+    /// The wall clock now (`clock_gettime(CLOCK_REALTIME)`). I/O targets may read the clock.
+    static func wallClockNow() -> Timestamp {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Timestamp(millisecondsSinceEpoch: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
+    }
+}
