@@ -1,0 +1,150 @@
+import ClinicalRules
+import DeviceDecoding
+import DeviceProfiles
+import Logging
+import ReadingStore
+import ServiceLifecycle
+import Uplink
+import VitalSigns
+
+/// One device's path through the gateway, top to bottom as ARCHITECTURE.md draws it:
+///
+///     link → decode → COMMIT → evaluate → COMMIT → outbox signal
+///
+/// Every reading is durable in SQLite before a rule sees it and before the forwarder can
+/// send it. A serial device has no acknowledgement to hold back, so the window in which
+/// bytes can be lost is the time from `read()` to the commit: one decode and one group
+/// commit, a few milliseconds.
+struct DevicePipeline: Service {
+    let device: VigilConfig.DeviceEntry
+    let profile: DeviceProfile
+    let store: ReadingStore
+    let rules: RuleEvaluator
+    let forwarder: Forwarder
+    let board: DeviceBoard
+    let logger: Logger
+
+    func run() async throws {
+        guard let decoder = makeDecoder(named: profile.decoder) else { return }
+        var ingest = Ingest(pipeline: self, decoder: decoder)
+        // Stop reading on SIGTERM; a commit already under way completes first.
+        await cancelWhenGracefulShutdown {
+            for await event in linkEvents(for: device, profile: profile, logger: logger) {
+                switch event {
+                case .state(let state, let reason):
+                    await board.setState(device.id, state, reason: reason)
+                    if state != "open" { await ingest.endOfStream() }
+                case .bytes(let bytes, let receivedAt):
+                    await ingest.handle(bytes, receivedAt: receivedAt)
+                }
+            }
+        }
+    }
+
+    /// The per-chunk work, with the decoder's framing state.
+    struct Ingest {
+        let pipeline: DevicePipeline
+        var decoder: any StreamDecoder
+        var rejectionLog = RateLimitedLog(interval: 60_000)
+
+        mutating func handle(_ bytes: [UInt8], receivedAt: Timestamp) async {
+            // 1. Decode (pure).
+            let results = decoder.decode(bytes)
+            await process(results, bytes: bytes.count, receivedAt: receivedAt)
+        }
+
+        mutating func endOfStream() async {
+            let results = decoder.finish()
+            if !results.isEmpty { await process(results, bytes: 0, receivedAt: Clock.now()) }
+        }
+
+        private mutating func process(_ results: [DecodeResult], bytes: Int, receivedAt: Timestamp) async {
+            let p = pipeline
+            // 2. Give each sample its identity; refuse implausible values.
+            var readings: [Reading] = []
+            var rejected = 0
+            var implausible = 0
+            for result in results {
+                switch result {
+                case .samples(let samples):
+                    for sample in samples {
+                        guard p.profile.isPlausible(sample.quantity.value, for: sample.vital) else {
+                            implausible += 1
+                            continue
+                        }
+                        readings.append(Reading(
+                            sample: sample, device: p.device.id, patient: p.device.patient, receivedAt: receivedAt,
+                            deviceUTCOffsetSeconds: p.device.clockUTCOffsetSeconds))
+                    }
+                case .rejected(let error):
+                    rejected += 1
+                    if let suppressed = rejectionLog.shouldLog(at: receivedAt) {
+                        p.logger.warning("device bytes rejected", metadata: [
+                            "device.id": "\(p.device.id)", "reason": "\(error)", "suppressed": "\(suppressed)",
+                        ])
+                    }
+                }
+            }
+            if !readings.isEmpty {
+                // 3. COMMIT: durable before anything else sees the readings.
+                do {
+                    try await p.store.commit(readings)
+                } catch {
+                    p.logger.error("readings could not be stored", metadata: [
+                        "device.id": "\(p.device.id)", "readings": "\(readings.count)", "error": "\(error)",
+                    ])
+                    await p.board.recordError(p.device.id, "database: \(error)")
+                    return
+                }
+                // 4. EVALUATE the committed readings against the patient's care plan.
+                let escalations = await p.rules.evaluate(readings)
+                // 5. COMMIT the escalations into the priority lane.
+                if !escalations.isEmpty {
+                    do {
+                        try await p.store.commit(escalations: escalations)
+                        for e in escalations {
+                            p.logger.notice("escalation \(e.state.rawValue)", metadata: [
+                                "escalation.id": "\(e.id)", "rule": "\(e.rule)", "severity": "\(e.severity)",
+                                "device.id": "\(p.device.id)",
+                            ])
+                        }
+                    } catch {
+                        p.logger.critical("escalation could not be stored", metadata: ["error": "\(error)"])
+                    }
+                }
+                // 6. Wake the forwarder.
+                p.forwarder.notify()
+            }
+            await p.board.recordChunk(
+                p.device.id, bytes: bytes, readings: readings.count, rejected: rejected, implausible: implausible,
+                lastReadingAt: readings.isEmpty ? nil : receivedAt)
+        }
+    }
+}
+
+/// Logs the first event, then at most one line per interval with the count suppressed
+/// since, so a device flooding garbage cannot flood the journal.
+struct RateLimitedLog {
+    let interval: Int64
+    var lastLogged: Timestamp?
+    var suppressed = 0
+
+    init(interval milliseconds: Int64) { self.interval = milliseconds }
+
+    /// Returns the number suppressed since the last line when this event should be logged.
+    mutating func shouldLog(at now: Timestamp) -> Int? {
+        if let last = lastLogged, now.milliseconds(since: last) < interval, now >= last {
+            suppressed += 1
+            return nil
+        }
+        defer { suppressed = 0 }
+        lastLogged = now
+        return suppressed
+    }
+}
+
+/// What a device link reports.
+enum LinkEvent: Sendable {
+    case state(String, reason: String?)
+    case bytes([UInt8], receivedAt: Timestamp)
+}
