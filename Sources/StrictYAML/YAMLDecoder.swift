@@ -347,6 +347,15 @@ struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
     func pair(_ key: Key) throws(YAMLError) -> YAMLNode.Pair {
         guard let i = find(key) else {
             let name = decoder.rawKeys ? key.stringValue : decoder.state.documentName(key.stringValue)
+            // A misspelt key makes a required field missing before unknown keys are checked, so point at
+            // the likeliest misspelling among the keys not asked for yet.
+            let suspects = pairs.indices.filter { !tracker.asked.contains($0) }
+                .map { (index: $0, distance: Scalars.editDistance(pairs[$0].key, name)) }
+                .filter { $0.distance <= (name.unicodeScalars.count <= 3 ? 1 : 2) }
+            if let suspect = suspects.min(by: { $0.distance < $1.distance }) {
+                let p = pairs[suspect.index]
+                throw decoder.state.error("missing required field '\(name)' (is '\(p.key)' a misspelling of it?)", p.keyMark, decoder.path)
+            }
             throw decoder.state.error("missing required field '\(name)'", decoder.node.mark, decoder.path)
         }
         return pairs[i]
