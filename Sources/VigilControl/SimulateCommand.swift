@@ -1,0 +1,121 @@
+import ArgumentParser
+import DeviceDecoding
+@preconcurrency import Dispatch
+import Glibc
+import SerialLink
+
+/// `vigilctl simulate`: a serial device made of a capture file and a pseudo-terminal, for
+/// the demo and for bench tests without hardware.
+struct Simulate: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Play a device capture into a pseudo-terminal, as if the device sat on a serial port.",
+        discussion: """
+            Opens a pseudo-terminal, prints its device path (and keeps --link pointing at it), \
+            then writes the capture's bytes with their recorded timing. Point vigild's serial \
+            device at the printed path or the link. Runs until SIGINT or SIGTERM; the link is \
+            removed on exit. Capture format: firmware-fixtures/README.md.
+            """)
+
+    @Option(help: "The capture file ('<ms offset> <hex bytes>' lines, as in firmware-fixtures/).")
+    var capture: String
+
+    @Option(help: "Keep a symlink at this path pointing to the pseudo-terminal (for example /tmp/vigil-rad8).")
+    var link: String?
+
+    @Option(help: "Time scale: 2 plays twice as fast, 0 as fast as possible.")
+    var speed: Double = 1
+
+    @Flag(help: "Start again from the first record after the last.")
+    var loop = false
+
+    func validate() throws {
+        guard speed.isFinite, speed >= 0 else { throw ValidationError("--speed must be 0 or a positive number") }
+    }
+
+    func run() async throws {
+        let records = try Self.load(capture)
+        let pty = try PseudoTerminal(linkPath: link, holdSlaveOpen: true)
+        defer { pty.close() }
+        say("device: \(pty.slavePath)")
+        if let link { say("link: \(link) -> \(pty.slavePath)") }
+        say("playing \(records.count) records from \(capture) at \(speed == 0 ? "full speed" : "\(speed)×")\(loop ? ", looping" : "")")
+
+        let replayer = CaptureReplayer(records: records, speed: speed == 0 ? nil : speed, loop: loop)
+        let signals = Self.signals([SIGINT, SIGTERM])
+        try await withThrowingTaskGroup(of: Int32?.self) { group in
+            group.addTask {
+                try await replayer.run(into: pty)
+                if !Task.isCancelled { say("capture finished; the device stays connected until SIGINT/SIGTERM") }
+                // Keep serving (a reader may still drain what was queued) until told to stop.
+                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+                return nil
+            }
+            group.addTask {
+                for await s in signals { return s }
+                return nil
+            }
+            let first = try await group.next() ?? nil
+            group.cancelAll()
+            if let first { say("stopping on signal \(first)") }
+        }
+    }
+
+    /// Reads and parses a capture file into replay records.
+    static func load(_ path: String) throws -> [CaptureReplayer.Record] {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SimulateError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw SimulateError("cannot read \(path): \(String(cString: strerror(errno)))")
+            }
+            if n == 0 { break }
+            bytes += buffer[0..<n]
+        }
+        do {
+            let parsed = try Capture.parse(String(decoding: bytes, as: UTF8.self))
+            guard !parsed.records.isEmpty else { throw SimulateError("\(path) holds no records") }
+            return parsed.records.map { .init(offsetMilliseconds: $0.offsetMilliseconds, bytes: $0.bytes) }
+        } catch let error as CaptureError {
+            throw SimulateError("\(path): \(error)")
+        }
+    }
+
+    /// SIGINT/SIGTERM as an async stream (Dispatch signal sources; default actions disabled).
+    static func signals(_ numbers: [Int32]) -> AsyncStream<Int32> {
+        AsyncStream { continuation in
+            var sources: [any DispatchSourceSignal] = []
+            for number in numbers {
+                signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler { continuation.yield(number) }
+                source.resume()
+                sources.append(source)
+            }
+            let keep = sources
+            continuation.onTermination = { _ in keep.forEach { $0.cancel() } }
+        }
+    }
+}
+
+/// A capture that cannot be read; ArgumentParser prints the description and exits 1.
+struct SimulateError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Writes a line to standard output immediately (unbuffered: the demo script reads it).
+private func say(_ line: String) {
+    var bytes = Array((line + "\n").utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes[offset...].withUnsafeMutableBytes { write(1, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        offset += n
+    }
+}

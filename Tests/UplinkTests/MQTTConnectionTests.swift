@@ -1,0 +1,161 @@
+import Glibc
+import Testing
+import Uplink
+import VigilTestKit
+import VitalSigns
+
+@Suite("MQTTConnection against a real mosquitto")
+struct MQTTConnectionTests {
+    @Test("connect, publish at QoS 1, and the PUBACK arrives as .published(mid)")
+    func publishGetsPuback() async throws {
+        let broker = try MosquittoBroker()
+        defer { broker.cleanUp() }
+        let topic = uniqueName("t/puback")
+        let sub = try await TestSubscriber.start(broker: broker, filter: topic, clientID: uniqueName("sub"))
+        let conn = try MQTTConnection(options: MQTTOptions(host: broker.host, port: broker.port, clientID: uniqueName("c")))
+        let connected = conn.events()
+        try conn.start()
+        let first = await awaitEvent(connected, timeout: 5) { if case .connected = $0 { true } else { false } }
+        #expect(first == .connected(sessionPresent: false))
+        #expect(conn.snapshot.connected)
+        #expect(conn.snapshot.lastConnectedAt != nil)
+
+        let acks = conn.events()
+        let mid = try conn.publish(topic: topic, payload: Array("hello".utf8), qos: 1)
+        let ack = await awaitEvent(acks, timeout: 5) { $0 == .published(mid: mid) }
+        #expect(ack == .published(mid: mid))
+        let got = try await sub.waitFor(count: 1, timeout: 5)
+        #expect(got.first?.text == "hello")
+
+        await conn.stop()
+        #expect(conn.snapshot.connected == false)
+        #expect(conn.snapshot.running == false)
+        // After stop, publishing fails with a typed error instead of queueing silently.
+        #expect(throws: MQTTError.self) { _ = try conn.publish(topic: topic, payload: [1], qos: 0) }
+        await sub.stop()
+    }
+
+    @Test("the last will (retained offline) is delivered when the socket dies without DISCONNECT")
+    func willOnAbruptLoss() async throws {
+        let broker = try MosquittoBroker()
+        defer { broker.cleanUp() }
+        let topics = try Topics(site: uniqueName("site"), gateway: "gw1")
+        let watcher = try await TestSubscriber.start(broker: broker, filter: topics.status, clientID: uniqueName("w"))
+        let conn = try MQTTConnection(options: MQTTOptions(host: broker.host, port: broker.port, clientID: uniqueName("gw"),
+                                                           will: topics.offlineWill,
+                                                           reconnectDelayMin: .seconds(5), reconnectDelayMax: .seconds(5)))
+        let events = conn.events()
+        try conn.start()
+        #expect(await awaitEvent(events, timeout: 5) { if case .connected = $0 { true } else { false } } != nil)
+        _ = try conn.publish(topic: topics.status, payload: PayloadEncoder.status(.online, at: Fixtures.t0), retain: true)
+        let online = try await watcher.waitFor(count: 1, timeout: 5)
+        #expect(online.first?.text.contains("\"state\":\"online\"") == true)
+
+        let lost = conn.events()
+        conn.simulateNetworkFailure()
+        let offline = try await watcher.waitFor(count: 2, timeout: 5)
+        #expect(offline.last?.text == #"{"schema":"vigil.status/1","state":"offline"}"#)
+        // The connection noticed the loss and says why.
+        #expect(await awaitEvent(lost, timeout: 5) { if case .disconnected = $0 { true } else { false } } != nil)
+        #expect(conn.snapshot.connected == false)
+        #expect(conn.snapshot.lastError != nil)
+
+        // Retained: a client subscribing afterwards is told at once.
+        let late = try await TestSubscriber.start(broker: broker, filter: topics.status, clientID: uniqueName("late"))
+        let retained = try await late.waitFor(count: 1, timeout: 5)
+        #expect(retained.first?.text.contains("offline") == true)
+
+        await conn.stop()
+        await late.stop()
+        await watcher.stop()
+    }
+
+    @Test("stop() disconnects cleanly: the will is not sent")
+    func cleanStopSendsNoWill() async throws {
+        let broker = try MosquittoBroker()
+        defer { broker.cleanUp() }
+        let topics = try Topics(site: uniqueName("site"), gateway: "gw1")
+        let watcher = try await TestSubscriber.start(broker: broker, filter: topics.status, clientID: uniqueName("w"))
+        let conn = try MQTTConnection(options: MQTTOptions(host: broker.host, port: broker.port, clientID: uniqueName("gw"),
+                                                           will: topics.offlineWill))
+        let events = conn.events()
+        try conn.start()
+        #expect(await awaitEvent(events, timeout: 5) { if case .connected = $0 { true } else { false } } != nil)
+        _ = try conn.publish(topic: topics.status, payload: PayloadEncoder.status(.online, at: Fixtures.t0), retain: true)
+        _ = try await watcher.waitFor(count: 1, timeout: 5)
+        await conn.stop()
+        // Absence needs a window: nothing more may arrive within a second.
+        await #expect(throws: TestSubscriberTimeout.self) { try await watcher.waitFor(count: 2, timeout: 1) }
+        #expect(watcher.messages.allSatisfy { !$0.text.contains("offline") })
+        await watcher.stop()
+    }
+
+    @Test("reconnect backoff grows and is capped (nothing listening on the port)")
+    func backoffGrowsAndIsCapped() async throws {
+        // A port that was free a moment ago: connect() is refused at once, so only the
+        // backoff paces the attempts.
+        let probe = try MosquittoBroker()
+        let port = probe.port
+        probe.cleanUp()
+        let conn = try MQTTConnection(options: MQTTOptions(host: "127.0.0.1", port: port, clientID: uniqueName("c"),
+                                                           reconnectDelayMin: .milliseconds(20),
+                                                           reconnectDelayMax: .milliseconds(160)))
+        let failures = conn.events()
+        try conn.start()
+        let failed = await awaitEvent(failures, timeout: 5) { if case .connectFailed = $0 { true } else { false } }
+        #expect(failed != nil)
+        var delays: [Duration] = []
+        let window = ContinuousClock.now + .seconds(2)
+        while ContinuousClock.now < window {
+            if let d = conn.snapshot.lastBackoff, delays.last != d { delays.append(d) }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let snap = conn.snapshot
+        await conn.stop()
+        #expect(snap.connected == false)
+        #expect(snap.lastError?.contains("refused") == true, "lastError: \(snap.lastError ?? "nil")")
+        // Not a tight loop (that would be thousands), not stuck either.
+        #expect(snap.connectAttempts >= 5 && snap.connectAttempts <= 100, "attempts in ~2 s: \(snap.connectAttempts)")
+        #expect(snap.consecutiveFailures == snap.connectAttempts)
+        // Every delay within the cap, and later delays reach the capped band [max/2, max].
+        #expect(delays.allSatisfy { $0 <= .milliseconds(160) }, "\(delays)")
+        #expect(delays.contains { $0 >= .milliseconds(80) }, "\(delays)")
+        #expect((delays.first ?? .zero) <= .milliseconds(20))
+    }
+
+    @Test("a refused CONNECT (wrong password) is reported with the broker's reason and backs off")
+    func refusedConnectionHasReason() async throws {
+        let broker = try MosquittoBroker(options: .init(users: ["vigil": "right-password"]))
+        defer { broker.cleanUp() }
+        let conn = try MQTTConnection(options: MQTTOptions(host: broker.host, port: broker.port, clientID: uniqueName("gw"),
+                                                           username: "vigil", password: "wrong-password",
+                                                           reconnectDelayMin: .milliseconds(200), reconnectDelayMax: .seconds(2)))
+        let events = conn.events()
+        try conn.start()
+        let refused = await awaitEvent(events, timeout: 5) { if case .connectFailed = $0 { true } else { false } }
+        guard case .connectFailed(let code, let reason) = refused else {
+            Issue.record("no connectFailed event; snapshot: \(conn.snapshot)")
+            await conn.stop()
+            return
+        }
+        #expect(code == 4 || code == 5, "CONNACK code \(code)")
+        #expect(reason.contains("Connection Refused"), "\(reason)")
+        let ok = await eventually(timeout: 3) { conn.snapshot.connectAttempts >= 2 }
+        #expect(ok)
+        let snap = conn.snapshot
+        #expect(snap.connected == false)
+        #expect(snap.lastError?.contains("broker refused the connection") == true, "\(snap.lastError ?? "nil")")
+        #expect(snap.lastError?.contains("wrong-password") == false)
+        // 200 ms, 400 ms, 800 ms …: a handful of attempts, never a tight loop.
+        #expect(snap.connectAttempts < 10, "attempts: \(snap.connectAttempts)")
+        await conn.stop()
+
+        // The right password gets in.
+        let good = try MQTTConnection(options: MQTTOptions(host: broker.host, port: broker.port, clientID: uniqueName("gw"),
+                                                           username: "vigil", password: "right-password"))
+        let goodEvents = good.events()
+        try good.start()
+        #expect(await awaitEvent(goodEvents, timeout: 5) { if case .connected = $0 { true } else { false } } != nil)
+        await good.stop()
+    }
+}
