@@ -308,6 +308,18 @@ public final class ReadingStore: OutboxSource {
     }
 
     /// Escalations whose current state is not `resolved`, oldest episode first.
+    /// The stored state of one escalation, or nil if the store has never seen its ID.
+    /// Start-up uses it to tell an escalation lost to a crash from one already recorded.
+    public func escalationState(id: String) throws(StoreError) -> EscalationState? {
+        try read { (db) throws(StoreError) in
+            try db.withStatement("SELECT state FROM escalations WHERE id = ?1", operation: "escalation state") { (s) throws(StoreError) in
+                try s.bind(1, id)
+                guard try s.step() else { return nil }
+                return EscalationState(rawValue: s.text(0))
+            }
+        }
+    }
+
     public func openEscalations() throws(StoreError) -> [Escalation] {
         try read { (db) throws(StoreError) in
             try db.withStatement("""

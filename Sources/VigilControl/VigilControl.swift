@@ -53,6 +53,12 @@ struct Failure: Error, CustomStringConvertible {
 }
 
 func printError(_ message: String) {
-    var line = "vigilctl: " + message + "\n"
-    line.withUTF8 { _ = fwrite($0.baseAddress, 1, $0.count, stderr) }
+    let bytes = Array(("vigilctl: " + message + "\n").utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes[offset...].withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        if n <= 0 { return }
+        offset += n
+    }
 }

@@ -130,8 +130,9 @@ final class ControlServer: @unchecked Sendable {
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&pfd, 1, 200)
             if ready <= 0 { continue }
-            let client = accept4(fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+            let client = accept(fd, nil, nil)
             if client < 0 { continue }
+            _ = fcntl(client, F_SETFD, FD_CLOEXEC)
             serve(client)
         }
     }

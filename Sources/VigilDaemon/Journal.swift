@@ -34,19 +34,7 @@ struct JournalLogHandler: LogHandler {
             line += " \(key)=\(merged[key].map { "\($0)" } ?? "")"
         }
         line += "\n"
-        line.withCString { p in
-            var remaining = strlen(p)
-            var offset = 0
-            while remaining > 0 {
-                let n = Glibc.write(2, p + offset, remaining)
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    return
-                }
-                remaining -= n
-                offset += n
-            }
-        }
+        writeStderr(line)
     }
 
     static func priority(_ level: Logger.Level) -> Int {
@@ -58,6 +46,18 @@ struct JournalLogHandler: LogHandler {
         case .error: 3
         case .critical: 2
         }
+    }
+}
+
+/// Writes all of `text` to file descriptor 2, looping on partial writes and EINTR.
+func writeStderr(_ text: String) {
+    let bytes = Array(text.utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes[offset...].withUnsafeBytes { Glibc.write(2, $0.baseAddress, $0.count) }
+        if n < 0, errno == EINTR { continue }
+        if n <= 0 { return }
+        offset += n
     }
 }
 

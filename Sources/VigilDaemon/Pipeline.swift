@@ -3,6 +3,7 @@ import DeviceDecoding
 import DeviceProfiles
 import Logging
 import ReadingStore
+import SerialLink
 import ServiceLifecycle
 import Uplink
 import VitalSigns
@@ -25,20 +26,33 @@ struct DevicePipeline: Service {
     let logger: Logger
 
     func run() async throws {
-        guard let decoder = makeDecoder(named: profile.decoder) else { return }
-        var ingest = Ingest(pipeline: self, decoder: decoder)
-        // Stop reading on SIGTERM; a commit already under way completes first.
-        await cancelWhenGracefulShutdown {
-            for await event in linkEvents(for: device, profile: profile, logger: logger) {
-                switch event {
-                case .state(let state, let reason):
-                    await board.setState(device.id, state, reason: reason)
-                    if state != "open" { await ingest.endOfStream() }
-                case .bytes(let bytes, let receivedAt):
-                    await ingest.handle(bytes, receivedAt: receivedAt)
+        guard let decoder = makeDecoder(named: profile.decoder), let serial = profile.serial else { return }
+        let settings = SerialSettings(
+            baud: serial.baud, dataBits: serial.dataBits,
+            parity: SerialSettings.Parity(rawValue: serial.parity.rawValue) ?? .none, stopBits: serial.stopBits)
+        // Link states arrive on the link's task; an ordered stream carries them to the board.
+        let (states, stateSink) = AsyncStream<SerialDeviceLink.State>.makeStream()
+        let link = SerialDeviceLink(path: device.port, settings: settings, onState: { stateSink.yield($0) })
+        let (board, id) = (self.board, device.id)
+        async let boardUpdates: Void = {
+            for await state in states {
+                switch state {
+                case .opening: await board.setState(id, "opening", reason: nil)
+                case .open: await board.setState(id, "open", reason: nil)
+                case .unavailable(let reason, let retry):
+                    await board.setState(id, "unavailable", reason: "\(reason); retrying in \(retry)")
                 }
             }
+        }()
+        // Stop reading on SIGTERM; a commit already under way completes first.
+        try? await cancelWhenGracefulShutdown { [self] in
+            var ingest = Ingest(pipeline: self, decoder: decoder)
+            try await link.run { chunk in
+                await ingest.handle(chunk.bytes, receivedAt: chunk.receivedAt)
+            }
         }
+        stateSink.finish()
+        await boardUpdates
     }
 
     /// The per-chunk work, with the decoder's framing state.
@@ -51,11 +65,6 @@ struct DevicePipeline: Service {
             // 1. Decode (pure).
             let results = decoder.decode(bytes)
             await process(results, bytes: bytes.count, receivedAt: receivedAt)
-        }
-
-        mutating func endOfStream() async {
-            let results = decoder.finish()
-            if !results.isEmpty { await process(results, bytes: 0, receivedAt: Clock.now()) }
         }
 
         private mutating func process(_ results: [DecodeResult], bytes: Int, receivedAt: Timestamp) async {
@@ -141,10 +150,4 @@ struct RateLimitedLog {
         lastLogged = now
         return suppressed
     }
-}
-
-/// What a device link reports.
-enum LinkEvent: Sendable {
-    case state(String, reason: String?)
-    case bytes([UInt8], receivedAt: Timestamp)
 }

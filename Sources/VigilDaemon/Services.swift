@@ -48,7 +48,7 @@ struct ControlService: Service {
             }
         }
         try server.start()
-        await gracefulShutdown()
+        try? await gracefulShutdown()
         server.stop()
     }
 }
@@ -60,7 +60,7 @@ struct WatchdogService: Service {
 
     func run() async throws {
         guard let interval = SystemdNotifier.watchdogInterval else {
-            await gracefulShutdown()
+            try? await gracefulShutdown()
             return
         }
         while !Task.isShuttingDownGracefully, !Task.isCancelled {

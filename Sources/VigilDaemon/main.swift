@@ -18,7 +18,7 @@ let arguments: DaemonArguments
 do {
     arguments = try DaemonArguments.parse(Array(CommandLine.arguments.dropFirst()))
 } catch {
-    fputs("vigild: \(error)\n\(DaemonArguments.usage)", stderr)
+    writeStderr("vigild: \(error)\n\(DaemonArguments.usage)")
     exit(ExitCode.usage)
 }
 if arguments.showHelp {
@@ -35,7 +35,7 @@ let setup: DaemonSetup
 do {
     setup = try DaemonSetup.load(arguments)
 } catch {
-    fputs("vigild: \(error)\n", stderr)
+    writeStderr("vigild: \(error)\n")
     exit(ExitCode.config)
 }
 if arguments.checkOnly {
@@ -72,8 +72,9 @@ do {
     let open = try store.openEscalations()
     let missing = await rules.rebuild(open: open, recent: recent, known: { id in try? store.escalationState(id: id) })
     if !missing.isEmpty { try await store.commit(escalations: missing) }
+    let patients = await rules.patientCount
     logger.info("rule state rebuilt", metadata: [
-        "rules.patients": "\(await rules.patientCount)", "rules.replayed": "\(recent.count)",
+        "rules.patients": "\(patients)", "rules.replayed": "\(recent.count)",
         "escalations.open": "\(open.count)", "escalations.recovered": "\(missing.count)",
         "elapsed_ms": "\(Clock.now().milliseconds(since: started))",
     ])
