@@ -214,7 +214,13 @@ public final class MQTTConnection: @unchecked Sendable {
     public func events() -> AsyncStream<MQTTEvent> {
         let (stream, continuation) = AsyncStream<MQTTEvent>.makeStream(bufferingPolicy: .unbounded)
         let id = nextSubscriber.wrappingAdd(1, ordering: .relaxed).oldValue
-        subscribers.withLock { $0[id] = continuation }
+        // Registered under the control lock, which threadMain takes before finishing all
+        // streams, so a stream is either finished there or here, never left open.
+        let finished = control.withLock { c in
+            if !c.threadFinished { subscribers.withLock { $0[id] = continuation } }
+            return c.threadFinished
+        }
+        if finished { continuation.finish() }
         continuation.onTermination = { [weak self] _ in
             _ = self?.subscribers.withLock { $0.removeValue(forKey: id) }
         }
@@ -380,18 +386,18 @@ public final class MQTTConnection: @unchecked Sendable {
             $0.connected = false
             $0.running = false
         }
-        let waiters = control.withLock {
-            $0.threadFinished = true
-            let w = $0.stopWaiters
-            $0.stopWaiters = []
-            return w
+        let (waiters, streams) = control.withLock { c in
+            c.threadFinished = true
+            let w = c.stopWaiters
+            c.stopWaiters = []
+            let all = subscribers.withLock { s in
+                let all = Array(s.values)
+                s.removeAll()
+                return all
+            }
+            return (w, all)
         }
         for w in waiters { w.resume() }
-        let streams = subscribers.withLock { s in
-            let all = Array(s.values)
-            s.removeAll()
-            return all
-        }
         for c in streams { c.finish() }
     }
 

@@ -46,6 +46,32 @@ struct ForwarderTests {
         await rig.stop()
     }
 
+    @Test("a PUBACK for a mid from before a reconnect still marks its key delivered")
+    func latePubackMarksDelivered() async throws {
+        let broker = try MosquittoBroker()
+        defer { broker.cleanUp() }
+        let topics = try Topics(site: uniqueName("site"), gateway: "gw")
+        let source = MemoryOutbox()
+        let rig = try ForwarderRig.start(broker: broker, source: source, topics: topics)
+        #expect(await eventually(timeout: 5) { rig.forwarder.stats.connected })
+        broker.pause()
+        for n in 0..<20 { await source.commit(.reading(Fixtures.reading(n))) }
+        rig.forwarder.notify()
+        #expect(await eventually(timeout: 5) { rig.forwarder.stats.published == 20 })
+        // Drop the connection while all 20 wait for PUBACKs; the reconnect's CONNECT waits
+        // in the frozen broker's backlog.
+        rig.connection.simulateNetworkFailure()
+        #expect(await eventually(timeout: 5) { !rig.forwarder.stats.connected })
+        broker.resume()
+        #expect(await eventually(timeout: 10) { await source.undeliveredCount == 0 })
+        let stats = rig.forwarder.stats
+        // libmosquitto re-sent its 20 in-flight messages under their old mids after the
+        // reconnect; their PUBACKs matched keys of the previous connection.
+        #expect(stats.lateAcknowledged > 0, "\(stats)")
+        #expect(await source.delivered.count == 20)
+        await rig.stop()
+    }
+
     @Test("the priority lane goes first: 500 readings and 1 escalation committed while disconnected")
     func escalationBeforeBacklog() async throws {
         // Persistence lets the subscriber's session (and the messages queued for it) live
