@@ -97,6 +97,8 @@ public struct MQTTConnectionSnapshot: Sendable, Hashable {
     public var consecutiveFailures: Int = 0
     /// The delay chosen before the most recent reconnect attempt (after jitter).
     public var lastBackoff: Duration?
+    /// The first 16 delays since the last accepted CONNACK, in order (diagnostics).
+    public var backoffHistory: [Duration] = []
     /// Whether the network thread is running.
     public var running: Bool = false
 }
@@ -246,6 +248,7 @@ public final class MQTTConnection: @unchecked Sendable {
                 $0.connected = true
                 $0.lastConnectedAt = now
                 $0.consecutiveFailures = 0
+                $0.backoffHistory = []
             }
             broadcast(.connected(sessionPresent: flags & 1 != 0))
         } else {
@@ -368,6 +371,7 @@ public final class MQTTConnection: @unchecked Sendable {
             state.withLock {
                 $0.consecutiveFailures += 1
                 $0.lastBackoff = delay
+                if $0.backoffHistory.count < 16 { $0.backoffHistory.append(delay) }
             }
             // Interruptible by stop(), which signals `wake`.
             let ns = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
