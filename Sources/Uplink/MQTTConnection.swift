@@ -93,7 +93,8 @@ public struct MQTTConnectionSnapshot: Sendable, Hashable {
     public var lastConnectedAt: Timestamp?
     /// Connect/reconnect attempts since the thread started.
     public var connectAttempts: Int = 0
-    /// Attempts that failed since the last accepted CONNACK (resets on success).
+    /// Backoff waits since the last accepted CONNACK: failed attempts, plus the loss that
+    /// ended the last good connection. Resets on an accepted CONNACK.
     public var consecutiveFailures: Int = 0
     /// The delay chosen before the most recent reconnect attempt (after jitter).
     public var lastBackoff: Duration?
