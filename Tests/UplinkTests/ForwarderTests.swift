@@ -106,6 +106,36 @@ struct ForwarderTests {
         await sub.stop()
     }
 
+    @Test("an escalation committed during a long readings backlog overtakes it (bounded in-flight window)")
+    func escalationOvertakesBacklog() async throws {
+        let broker = try MosquittoBroker()
+        defer { broker.cleanUp() }
+        let topics = try Topics(site: uniqueName("site"), gateway: "gw")
+        let sub = try await TestSubscriber.start(broker: broker, filter: topics.prefix + "/+", clientID: uniqueName("sub"))
+        let source = MemoryOutbox()
+        let total = 10_000
+        for n in 0..<total { await source.commit(.reading(Fixtures.reading(n))) }
+        let rig = try ForwarderRig.start(broker: broker, source: source, topics: topics, maxInFlight: 32)
+        rig.forwarder.notify()
+        _ = try await sub.waitFor(count: 100, timeout: 10) { $0.topic == topics.readings }
+        let escalation = Fixtures.escalation(1)
+        await source.commit(.escalation(escalation))
+        rig.forwarder.notify()
+        let notStatus: @Sendable (ReceivedMessage) -> Bool = { !$0.topic.hasSuffix("/status") }
+        let got = try await sub.waitFor(count: total + 1, timeout: 30, matching: notStatus)
+        guard let at = got.firstIndex(where: { $0.topic == topics.escalations }) else {
+            Issue.record("the escalation never arrived")
+            await rig.stop(); await sub.stop()
+            return
+        }
+        // FIFO would put it last; the window of 32 lets it overtake nearly all the backlog.
+        let readingsAfter = got[(at + 1)...].filter { $0.topic == topics.readings }.count
+        #expect(readingsAfter > total / 5, "escalation arrived at \(at); \(readingsAfter) readings after it")
+        print("overtake: escalation arrived as message \(at) of \(got.count); \(readingsAfter) readings after it")
+        await rig.stop()
+        await sub.stop()
+    }
+
     @Test("survives a broker stop and restart mid-stream: nothing lost, duplicates carry the same IDs")
     func survivesBrokerRestart() async throws {
         let broker = try MosquittoBroker(options: .init(persistence: true))
