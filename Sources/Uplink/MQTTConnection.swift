@@ -483,3 +483,10 @@ extension Timestamp {
         return Timestamp(millisecondsSinceEpoch: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
     }
 }
+
+extension MQTTOptions: CustomStringConvertible {
+    /// For logs: never prints the password.
+    public var description: String {
+        "mqtt://\(username.map { $0 + "@" } ?? "")\(host):\(port) client=\(clientID) keepalive=\(keepAliveSeconds)s clean=\(cleanSession) will=\(will?.topic ?? "none") password=\(password == nil ? "unset" : "<redacted>")"
+    }
+}
