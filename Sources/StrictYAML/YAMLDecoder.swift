@@ -102,6 +102,11 @@ final class DecodingState {
     /// Decodes a `T` from `node`; every error thrown by `T.init(from:)` leaves as a `YAMLError` located
     /// at (or below) `node`.
     func decode<T: Decodable>(_ type: T.Type, node: YAMLNode, path: [PathComponent], codingPath: [any CodingKey]) throws -> T {
+        // Parsed trees are already bounded; this bounds trees built in code, and `init(from:)`
+        // implementations that recurse without descending.
+        guard codingPath.count <= YAMLNode.maximumDepth else {
+            throw error("nesting deeper than \(YAMLNode.maximumDepth) levels", node.mark, path)
+        }
         let decoder = NodeDecoder(node: node, path: path, codingPath: codingPath, state: self,
                                   rawKeys: T.self is any StringKeyedDictionary.Type)
         do {
@@ -188,7 +193,8 @@ final class DecodingState {
         var first: (pair: YAMLNode.Pair, tracker: KeyTracker)?
         for tracker in trackers.values where !tracker.acceptsAnyKey {
             for (i, pair) in tracker.pairs.enumerated() where !tracker.asked.contains(i) {
-                if first == nil || pair.keyMark < first!.pair.keyMark { first = (pair, tracker) }
+                if let current = first, current.pair.keyMark < pair.keyMark { break }
+                first = (pair, tracker)
                 break
             }
         }
