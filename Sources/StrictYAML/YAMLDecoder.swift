@@ -133,7 +133,8 @@ final class DecodingState {
                 return self.error("expected \(Scalars.describe(type)), found \(Scalars.kind(of: node))", node.mark, path)
             case .valueNotFound(let type, let context):
                 let (node, path) = resolve(decoder, context.codingPath)
-                return self.error("expected \(Scalars.describe(type)), found \(Scalars.kind(of: node))", node.mark, path)
+                let found = node.isNull ? Scalars.kind(of: node) : "no value"
+                return self.error("expected \(Scalars.describe(type)), found \(found)", node.mark, path)
             case .keyNotFound(let key, let context):
                 let (node, path) = resolve(decoder, context.codingPath)
                 return self.error("missing required field '\(documentName(key.stringValue))'", node.mark, path)

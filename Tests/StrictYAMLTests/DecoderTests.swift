@@ -241,8 +241,11 @@ struct Port: Decodable {
         if number == 2 { throw DecodingError.keyNotFound(CodingKeys.baudRate, .init(codingPath: c.codingPath, debugDescription: "")) }
         if number == 3 { _ = try c.nestedContainer(keyedBy: CodingKeys.self, forKey: .extra) }
         if number == 4 { throw DecodingError.typeMismatch(Bool.self, .init(codingPath: c.codingPath + [CodingKeys.extra], debugDescription: "")) }
+        if number == 5 { throw DecodingError.valueNotFound(Int.self, .init(codingPath: c.codingPath + [CodingKeys.number], debugDescription: "")) }
+        if number == 6 { throw UserError() }
         _ = try c.decodeIfPresent(String.self, forKey: .extra)
     }
+    struct UserError: Error, CustomStringConvertible { var description: String { "port is not configured on this gateway" } }
     enum CodingKeys: String, CodingKey { case number, baudRate, extra }
 }
 
@@ -253,6 +256,8 @@ struct Port: Decodable {
     ("2", "p.yaml:2:3: ports[0]: missing required field 'baud_rate'"),
     ("3", "p.yaml:3:10: ports[0].extra: expected a mapping, found a list"),
     ("4", "p.yaml:3:10: ports[0].extra: expected a boolean, found a list"),
+    ("5", "p.yaml:2:11: ports[0].number: expected an integer, found no value"),
+    ("6", "p.yaml:2:3: ports[0]: port is not configured on this gateway"),
 ])
 func userErrorsAreLocated(_ number: String, _ expected: String) throws {
     struct Ports: Decodable { var ports: [Port] }
