@@ -203,8 +203,7 @@ final class DecodingState {
         let present = Set(tracker.pairs.map(\.key))
         let candidates = tracker.requested.filter { !present.contains($0) }
         var message = "unknown field '\(pair.key)'"
-        let limit = pair.key.unicodeScalars.count <= 3 ? 1 : 2
-        let scored = candidates.map { ($0, Scalars.editDistance($0, pair.key)) }.filter { $0.1 <= limit }
+        let scored = candidates.compactMap { c in Scalars.misspellingDistance(pair.key, of: c).map { (c, $0) } }
         if let best = scored.min(by: { $0.1 < $1.1 }) {
             message += " (did you mean '\(best.0)'?)"
         } else if candidates.isEmpty {
@@ -357,8 +356,7 @@ struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
             // A misspelt key makes a required field missing before unknown keys are checked, so point at
             // the likeliest misspelling among the keys not asked for yet.
             let suspects = pairs.indices.filter { !tracker.asked.contains($0) }
-                .map { (index: $0, distance: Scalars.editDistance(pairs[$0].key, name)) }
-                .filter { $0.distance <= (name.unicodeScalars.count <= 3 ? 1 : 2) }
+                .compactMap { i in Scalars.misspellingDistance(pairs[i].key, of: name).map { (index: i, distance: $0) } }
             if let suspect = suspects.min(by: { $0.distance < $1.distance }) {
                 let p = pairs[suspect.index]
                 throw decoder.state.error("missing required field '\(name)' (is '\(p.key)' a misspelling of it?)", p.keyMark, decoder.path)
