@@ -153,9 +153,14 @@ final class DecodingState {
     /// ("Cannot initialize Transport from invalid String value ble"); keep only the type.
     static func withoutValue(_ message: String) -> String {
         let prefix = "Cannot initialize "
+        guard message.hasPrefix(prefix) else { return message }
         let rest = message.dropFirst(prefix.count)
-        guard message.hasPrefix(prefix), let range = rest.firstRange(of: " from invalid ") else { return message }
-        return "not a valid \(rest[..<range.lowerBound]) value"
+        var i = rest.startIndex
+        while i < rest.endIndex {
+            if rest[i...].hasPrefix(" from invalid ") { return "not a valid \(rest[..<i]) value" }
+            i = rest.index(after: i)
+        }
+        return message
     }
 
     /// Follows the part of a `DecodingError`'s coding path below `decoder` to the node it names.
