@@ -69,11 +69,15 @@ final class KeyTracker {
     let path: [PathComponent]
     var asked: Set<Int> = []
     /// Keys asked for, in the document's spelling, in order: the candidates for "did you mean".
-    var requested: [String] = []
+    private(set) var requested: [String] = []
+    private var requestedSet: Set<String> = []
     var acceptsAnyKey = false
     init(pairs: [YAMLNode.Pair], path: [PathComponent]) {
         self.pairs = pairs
         self.path = path
+    }
+    func request(_ documentName: String) {
+        if !acceptsAnyKey && requestedSet.insert(documentName).inserted { requested.append(documentName) }
     }
 }
 
@@ -347,10 +351,9 @@ struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
         }
         if let index {
             tracker.asked.insert(index)
-            if !tracker.requested.contains(pairs[index].key) { tracker.requested.append(pairs[index].key) }
+            tracker.request(pairs[index].key)
         } else {
-            let documentName = decoder.rawKeys ? name : decoder.state.documentName(name)
-            if !tracker.requested.contains(documentName) { tracker.requested.append(documentName) }
+            tracker.request(decoder.rawKeys ? name : decoder.state.documentName(name))
         }
         return index
     }
