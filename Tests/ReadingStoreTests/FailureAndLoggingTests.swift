@@ -50,6 +50,30 @@ final class RecordingLogHandler: LogHandler, Sendable {
     }
 }
 
+@Suite struct CorruptRowTests {
+    @Test func tamperedRowsAreTypedErrorsNotCrashes() async throws {
+        let dir = TemporaryDirectory()
+        let store = try openStore(dir)
+        try await store.commit(readings: [makeReading(1)], escalations: [makeEscalation(1)])
+        let other = try SQLiteConnection(path: store.path, readOnly: false, create: false)
+        try other.execute("UPDATE readings SET vital = 'from_the_future'", operation: "tamper")
+        try other.execute("UPDATE priority_outbox SET payload = x'0102'", operation: "tamper")
+        try other.execute("UPDATE escalations SET payload = x''", operation: "tamper")
+        other.close()
+        let readingError = await #expect(throws: StoreError.self) {
+            try await store.pending(lane: .readings, after: 0, limit: 10)
+        }
+        #expect(readingError?.code == .corruptRow)
+        #expect(readingError?.message.contains("from_the_future") == true)
+        let priorityError = await #expect(throws: StoreError.self) {
+            try await store.pending(lane: .priority, after: 0, limit: 10)
+        }
+        #expect(priorityError?.code == .corruptRow)
+        #expect(throws: StoreError.self) { try store.openEscalations() }
+        await store.close()
+    }
+}
+
 @Suite struct LoggingTests {
     @Test func logsCarryCountsAndPathsButNoPatientData() async throws {
         let dir = TemporaryDirectory()
