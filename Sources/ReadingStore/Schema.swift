@@ -116,7 +116,10 @@ enum Schema {
                              message: "the SQLite file at \(db.path) has tables but no Vigil migrations table; it is not Vigil's database",
                              operation: operation)
         }
-        try db.execute("""
+        // Only a new, empty database is stamped; an existing one is not written to before
+        // its migration list has been checked.
+        if tables.1 == 0 {
+            try db.execute("""
             CREATE TABLE IF NOT EXISTS migrations (
                 ordinal INTEGER PRIMARY KEY,
                 name TEXT NOT NULL UNIQUE,
@@ -124,6 +127,7 @@ enum Schema {
             );
             PRAGMA application_id = \(applicationID);
             """, operation: operation)
+        }
 
         let applied = try db.withStatement("SELECT name FROM migrations ORDER BY ordinal", operation: operation) {
             (s) throws(StoreError) -> [String] in
