@@ -25,7 +25,7 @@ enum Schema {
             -- Times are milliseconds since 1970-01-01T00:00:00Z.
             CREATE TABLE readings (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                reading_id TEXT NOT NULL UNIQUE,
+                reading_id TEXT NOT NULL,
                 patient TEXT NOT NULL,
                 device TEXT NOT NULL,
                 vital TEXT NOT NULL,
@@ -37,6 +37,12 @@ enum Schema {
                 sequence INTEGER,
                 delivered INTEGER NOT NULL DEFAULT 0 CHECK (delivered IN (0, 1))
             );
+            -- De-duplication: re-committing a reading ID is a no-op. The ID is a hash of device,
+            -- vital, measured time and sequence, so the same ID always comes with the same device
+            -- and measured time; putting those first makes the unique key grow at one point per
+            -- device instead of at a random place per row. A UNIQUE on reading_id alone dirtied
+            -- one index page per inserted row and made FULL commits 3-4x slower (measured).
+            CREATE UNIQUE INDEX readings_identity ON readings(device, measured_at, reading_id);
             -- Every row is in exactly one of these two partial indexes, so together they cost
             -- one index. The first keeps the outbox scan and the oldest-undelivered lookup
             -- cheap; the second lets eviction find the oldest delivered rows without walking
