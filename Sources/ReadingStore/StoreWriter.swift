@@ -312,13 +312,15 @@ final class StoreWriter: @unchecked Sendable {
     }
 
     /// Returns false when a reading with the same ID is already stored: re-committing a
-    /// reading is a no-op, which makes replays and back-fill idempotent. Only the reading_id
-    /// conflict is ignored (ON CONFLICT … DO NOTHING, unlike INSERT OR IGNORE, does not also
-    /// swallow NOT NULL or CHECK failures).
+    /// reading is a no-op, which makes replays and back-fill idempotent. The conflict target
+    /// is the unique key (device, measured_at, reading_id), which holds the same readings as
+    /// reading_id alone because the ID is derived from device and measured time (see the
+    /// schema). Only that conflict is ignored (ON CONFLICT … DO NOTHING, unlike INSERT OR
+    /// IGNORE, does not also swallow NOT NULL or CHECK failures).
     private func insert(_ r: Reading) throws(StoreError) -> Bool {
         try db.withStatement("""
             INSERT INTO readings (reading_id, patient, device, vital, value, unit, measured_at, received_at, flags, sequence)
-            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (reading_id) DO NOTHING
+            VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, measured_at, reading_id) DO NOTHING
             """, operation: "commit: insert reading") { (s) throws(StoreError) in
             try s.bind(1, r.id.rawValue)
             try s.bind(2, r.patient.rawValue)

@@ -105,6 +105,8 @@ public struct SerialDeviceLink: Sendable {
                 }
                 // The stream ended without an error: we stopped iterating (cancellation).
                 if Task.isCancelled { return }
+                // Not expected otherwise; never spin: wait as after a failure.
+                guard await pause(reason: "the reader stopped", backoff: &backoff) else { return }
             } catch let error as SerialError {
                 guard await pause(reason: error.reason, backoff: &backoff) else { return }
             }

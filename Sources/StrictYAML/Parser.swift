@@ -333,7 +333,7 @@ struct Parser {
             var end = l.count
             var j = c
             while j < l.count {
-                if l[j] == "#" && isWhite(l[j - 1]) { end = j; break }
+                if l[j] == "#" && j > c && isWhite(l[j - 1]) { end = j; break }
                 if l[j] == ":" && (j + 1 == l.count || isWhite(l[j + 1])) {
                     throw error("unexpected ': ' inside a value; quote the value", i, j, path)
                 }
@@ -471,7 +471,7 @@ struct Parser {
                 let s = l[j]
                 if isFlowIndicator(s) { break }
                 if s == ":" && (j + 1 == l.count || isWhite(l[j + 1]) || isFlowIndicator(l[j + 1])) { break }
-                if s == "#" && isWhite(l[j - 1]) { break }
+                if s == "#" && j > start && isWhite(l[j - 1]) { break }
                 j += 1
             }
             var end = j

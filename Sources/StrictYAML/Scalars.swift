@@ -132,6 +132,16 @@ enum Scalars {
         return out
     }
 
+    /// The edit distance from `a` to `b` when `a` looks like a typo of `b` (one edit for names of up
+    /// to three letters, two otherwise); nil when it does not.
+    static func misspellingDistance(_ a: String, of b: String) -> Int? {
+        let limit = b.unicodeScalars.count <= 3 ? 1 : 2
+        // The length check first keeps a hostile, very long key from costing a full distance computation.
+        guard abs(a.unicodeScalars.count - b.unicodeScalars.count) <= limit else { return nil }
+        let d = editDistance(a, b)
+        return d <= limit ? d : nil
+    }
+
     /// Optimal string alignment distance (a transposition counts as one edit), for "did you mean".
     static func editDistance(_ a: String, _ b: String) -> Int {
         let a = Array(a.unicodeScalars), b = Array(b.unicodeScalars)

@@ -1,33 +1,33 @@
-/// StrictYAML: a small, dependency-free reader for a strict subset of YAML 1.2, and a `Decoder` over it.
-///
-/// Vigil's configuration (`/etc/vigil/vigild.yaml`), device profiles (`devices/*.yaml`) and care plans
-/// are written by people and read by a medical device, so this reader is deliberately strict: anything
-/// outside the subset below is refused with `file:line:column: path: message`, never guessed at.
-///
-/// ## The subset (YAML 1.2.2 chapter references in brackets)
-/// - One document, optionally opened by `---` and closed by `...` (nothing may follow `...`) [§9.1].
-///   Directives (`%YAML`) and a second document are refused.
-/// - Indentation by spaces only; a tab in indentation is refused [§6.1]. Every entry of a block
-///   collection sits at exactly the same indentation; children are indented more.
-/// - Block mappings `key: value` [§8.2.2]; keys are plain or quoted scalars (no `?` complex keys,
-///   no lists or mappings as keys); a key appears at most once per mapping; `key:` with nothing after
-///   it (and no indented block below) is null.
-/// - Block sequences `- item` [§8.2.1], including compact nesting (`- name: x` followed by `  value: y`,
-///   `- - a`) and a sequence as a mapping value at the key's own indentation (`key:` / `- a`).
-/// - Scalars on one line: plain; single-quoted (`''` is a quote); double-quoted with the escapes
-///   `\" \\ \/ \0 \a \b \t \n \v \f \r \e \xXX \uXXXX \UXXXXXXXX` [§5.7]. A plain value may not contain
-///   `": "` or `" #"` (quote it); multi-line plain or quoted scalars are refused.
-/// - Literal block scalars `|`, `|-`, `|+` [§8.1.2] (no indentation indicator, no folded `>`); nothing
-///   but a comment may follow the indicator on its line.
-/// - Flow sequences `[a, "b", 3]` and flow mappings `{a: 1, b: [2, 3]}`, nested, on one line [§7.4].
-/// - Comments: `#` at the start of a line or after a space or tab, never inside quotes [§6.6].
-/// - Refused outright: anchors `&`, aliases `*`, tags `!`, reserved `@` and `` ` ``, text that is not
-///   valid UTF-8, control characters other than tab, LF and CR-LF, nesting deeper than
-///   ``YAMLNode/maximumDepth`` (so hostile input cannot exhaust the stack).
-///
-/// Scalars are typed only when decoded, by the YAML 1.2 core schema [§10.3.2]; see ``YAMLDecoder``.
-/// Error messages name the kind of thing found ("found a string"), never the value itself: a care
-/// plan may carry patient identifiers.
+// StrictYAML: a small, dependency-free reader for a strict subset of YAML 1.2, and a `Decoder` over it.
+//
+// Vigil's configuration (`/etc/vigil/vigild.yaml`), device profiles (`devices/*.yaml`) and care plans
+// are written by people and read by a medical device, so this reader is deliberately strict: anything
+// outside the subset below is refused with `file:line:column: path: message`, never guessed at.
+//
+// ## The subset (YAML 1.2.2 chapter references in brackets)
+// - One document, optionally opened by `---` and closed by `...` (nothing may follow `...`) [§9.1].
+//   Directives (`%YAML`) and a second document are refused.
+// - Indentation by spaces only; a tab in indentation is refused [§6.1]. Every entry of a block
+//   collection sits at exactly the same indentation; children are indented more.
+// - Block mappings `key: value` [§8.2.2]; keys are plain or quoted scalars (no `?` complex keys,
+//   no lists or mappings as keys); a key appears at most once per mapping; `key:` with nothing after
+//   it (and no indented block below) is null.
+// - Block sequences `- item` [§8.2.1], including compact nesting (`- name: x` followed by `  value: y`,
+//   `- - a`) and a sequence as a mapping value at the key's own indentation (`key:` / `- a`).
+// - Scalars on one line: plain; single-quoted (`''` is a quote); double-quoted with the escapes
+//   `\" \\ \/ \0 \a \b \t \n \v \f \r \e \xXX \uXXXX \UXXXXXXXX` [§5.7]. A plain value may not contain
+//   `": "` or `" #"` (quote it); multi-line plain or quoted scalars are refused.
+// - Literal block scalars `|`, `|-`, `|+` [§8.1.2] (no indentation indicator, no folded `>`); nothing
+//   but a comment may follow the indicator on its line.
+// - Flow sequences `[a, "b", 3]` and flow mappings `{a: 1, b: [2, 3]}`, nested, on one line [§7.4].
+// - Comments: `#` at the start of a line or after a space or tab, never inside quotes [§6.6].
+// - Refused outright: anchors `&`, aliases `*`, tags `!`, reserved `@` and `` ` ``, text that is not
+//   valid UTF-8, control characters other than tab, LF and CR-LF, nesting deeper than
+//   ``YAMLNode/maximumDepth`` (so hostile input cannot exhaust the stack).
+//
+// Scalars are typed only when decoded, by the YAML 1.2 core schema [§10.3.2]; see ``YAMLDecoder``.
+// Error messages name the kind of thing found ("found a string"), never the value itself: a care
+// plan may carry patient identifiers.
 
 /// A position in a YAML text: 1-based line and column (column counted in Unicode scalars).
 public struct Mark: Hashable, Comparable, Sendable, CustomStringConvertible {
@@ -42,6 +42,7 @@ public struct Mark: Hashable, Comparable, Sendable, CustomStringConvertible {
 }
 
 /// One node of a parsed YAML document, with the position where it starts.
+/// ``parse(_:fileName:)`` accepts exactly the subset described at the top of this file.
 public struct YAMLNode: Hashable, Sendable {
     /// How a scalar was written. Only `.plain` scalars are typed (bool, int, float, null);
     /// every other style is always a string.

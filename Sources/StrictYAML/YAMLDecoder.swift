@@ -69,11 +69,15 @@ final class KeyTracker {
     let path: [PathComponent]
     var asked: Set<Int> = []
     /// Keys asked for, in the document's spelling, in order: the candidates for "did you mean".
-    var requested: [String] = []
+    private(set) var requested: [String] = []
+    private var requestedSet: Set<String> = []
     var acceptsAnyKey = false
     init(pairs: [YAMLNode.Pair], path: [PathComponent]) {
         self.pairs = pairs
         self.path = path
+    }
+    func request(_ documentName: String) {
+        if !acceptsAnyKey && requestedSet.insert(documentName).inserted { requested.append(documentName) }
     }
 }
 
@@ -102,6 +106,11 @@ final class DecodingState {
     /// Decodes a `T` from `node`; every error thrown by `T.init(from:)` leaves as a `YAMLError` located
     /// at (or below) `node`.
     func decode<T: Decodable>(_ type: T.Type, node: YAMLNode, path: [PathComponent], codingPath: [any CodingKey]) throws -> T {
+        // Parsed trees are already bounded; this bounds trees built in code, and `init(from:)`
+        // implementations that recurse without descending.
+        guard codingPath.count <= YAMLNode.maximumDepth else {
+            throw error("nesting deeper than \(YAMLNode.maximumDepth) levels", node.mark, path)
+        }
         let decoder = NodeDecoder(node: node, path: path, codingPath: codingPath, state: self,
                                   rawKeys: T.self is any StringKeyedDictionary.Type)
         do {
@@ -128,7 +137,8 @@ final class DecodingState {
                 return self.error("expected \(Scalars.describe(type)), found \(Scalars.kind(of: node))", node.mark, path)
             case .valueNotFound(let type, let context):
                 let (node, path) = resolve(decoder, context.codingPath)
-                return self.error("expected \(Scalars.describe(type)), found \(Scalars.kind(of: node))", node.mark, path)
+                let found = node.isNull ? Scalars.kind(of: node) : "no value"
+                return self.error("expected \(Scalars.describe(type)), found \(found)", node.mark, path)
             case .keyNotFound(let key, let context):
                 let (node, path) = resolve(decoder, context.codingPath)
                 return self.error("missing required field '\(documentName(key.stringValue))'", node.mark, path)
@@ -147,9 +157,14 @@ final class DecodingState {
     /// ("Cannot initialize Transport from invalid String value ble"); keep only the type.
     static func withoutValue(_ message: String) -> String {
         let prefix = "Cannot initialize "
+        guard message.hasPrefix(prefix) else { return message }
         let rest = message.dropFirst(prefix.count)
-        guard message.hasPrefix(prefix), let range = rest.firstRange(of: " from invalid ") else { return message }
-        return "not a valid \(rest[..<range.lowerBound]) value"
+        var i = rest.startIndex
+        while i < rest.endIndex {
+            if rest[i...].hasPrefix(" from invalid ") { return "not a valid \(rest[..<i]) value" }
+            i = rest.index(after: i)
+        }
+        return message
     }
 
     /// Follows the part of a `DecodingError`'s coding path below `decoder` to the node it names.
@@ -188,7 +203,8 @@ final class DecodingState {
         var first: (pair: YAMLNode.Pair, tracker: KeyTracker)?
         for tracker in trackers.values where !tracker.acceptsAnyKey {
             for (i, pair) in tracker.pairs.enumerated() where !tracker.asked.contains(i) {
-                if first == nil || pair.keyMark < first!.pair.keyMark { first = (pair, tracker) }
+                if let current = first, current.pair.keyMark < pair.keyMark { break }
+                first = (pair, tracker)
                 break
             }
         }
@@ -196,8 +212,7 @@ final class DecodingState {
         let present = Set(tracker.pairs.map(\.key))
         let candidates = tracker.requested.filter { !present.contains($0) }
         var message = "unknown field '\(pair.key)'"
-        let limit = pair.key.unicodeScalars.count <= 3 ? 1 : 2
-        let scored = candidates.map { ($0, Scalars.editDistance($0, pair.key)) }.filter { $0.1 <= limit }
+        let scored = candidates.compactMap { c in Scalars.misspellingDistance(pair.key, of: c).map { (c, $0) } }
         if let best = scored.min(by: { $0.1 < $1.1 }) {
             message += " (did you mean '\(best.0)'?)"
         } else if candidates.isEmpty {
@@ -336,10 +351,9 @@ struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
         }
         if let index {
             tracker.asked.insert(index)
-            if !tracker.requested.contains(pairs[index].key) { tracker.requested.append(pairs[index].key) }
+            tracker.request(pairs[index].key)
         } else {
-            let documentName = decoder.rawKeys ? name : decoder.state.documentName(name)
-            if !tracker.requested.contains(documentName) { tracker.requested.append(documentName) }
+            tracker.request(decoder.rawKeys ? name : decoder.state.documentName(name))
         }
         return index
     }
@@ -350,8 +364,7 @@ struct KeyedContainer<Key: CodingKey>: KeyedDecodingContainerProtocol {
             // A misspelt key makes a required field missing before unknown keys are checked, so point at
             // the likeliest misspelling among the keys not asked for yet.
             let suspects = pairs.indices.filter { !tracker.asked.contains($0) }
-                .map { (index: $0, distance: Scalars.editDistance(pairs[$0].key, name)) }
-                .filter { $0.distance <= (name.unicodeScalars.count <= 3 ? 1 : 2) }
+                .compactMap { i in Scalars.misspellingDistance(pairs[i].key, of: name).map { (index: i, distance: $0) } }
             if let suspect = suspects.min(by: { $0.distance < $1.distance }) {
                 let p = pairs[suspect.index]
                 throw decoder.state.error("missing required field '\(name)' (is '\(p.key)' a misspelling of it?)", p.keyMark, decoder.path)

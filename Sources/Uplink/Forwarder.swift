@@ -48,6 +48,9 @@ public final class Forwarder: Sendable {
         public var published: Int = 0
         /// PUBACKs matched to an outbox key.
         public var acknowledged: Int = 0
+        /// Of those, PUBACKs for a mid published on an earlier connection (libmosquitto
+        /// re-sends its in-flight messages with their old mids after a reconnect).
+        public var lateAcknowledged: Int = 0
         /// Keys passed to `markDelivered` successfully.
         public var markedDelivered: Int = 0
         /// Published in this connection and not yet acknowledged.
@@ -85,10 +88,14 @@ public final class Forwarder: Sendable {
     /// Tells the forwarder new items were committed. Never blocks; signals coalesce.
     public func notify() {
         if notifyPending.exchange(true, ordering: .acquiringAndReleasing) { return }
-        _ = inputs.withLock { $0?.yield(.notify) }
+        let sent = inputs.withLock { $0?.yield(.notify) }
+        // Not running yet: clear the flag so a later notify is not swallowed (run() starts
+        // with a pump anyway).
+        if sent == nil { notifyPending.store(false, ordering: .releasing) }
     }
 
-    /// Runs until the task is cancelled. The connection must be started by its owner.
+    /// Runs until the task is cancelled. Call it once. The connection must be started (and
+    /// eventually stopped) by its owner; the forwarder only publishes through it.
     public func run() async {
         let (stream, continuation) = AsyncStream<Input>.makeStream(bufferingPolicy: .unbounded)
         let (flushArms, flushArm) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
@@ -115,6 +122,8 @@ public final class Forwarder: Sendable {
             }
             let engine = Engine(owner: self, armFlush: { flushArm.yield() })
             if connection.snapshot.connected { await engine.connected() }
+            // Events are broadcast: a .connected that raced the subscription above arrives
+            // again here and only causes one more (harmless) rewind.
             for await input in stream {
                 if Task.isCancelled { break }
                 await engine.handle(input)
@@ -202,11 +211,21 @@ public final class Forwarder: Sendable {
         }
 
         func acknowledge(_ mid: Int32) {
-            guard let key = inFlight.removeValue(forKey: mid) ?? stale.removeValue(forKey: mid) else { return }
+            var late = 0
+            let key: OutboxKey
+            if let k = inFlight.removeValue(forKey: mid) {
+                key = k
+            } else if let k = stale.removeValue(forKey: mid) {
+                key = k
+                late = 1
+            } else {
+                return
+            }
             acked.append(key)
             let n = inFlight.count
             owner.updateStats {
                 $0.acknowledged += 1
+                $0.lateAcknowledged += late
                 $0.inFlight = n
             }
             if !flushArmed {

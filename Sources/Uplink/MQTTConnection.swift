@@ -93,10 +93,13 @@ public struct MQTTConnectionSnapshot: Sendable, Hashable {
     public var lastConnectedAt: Timestamp?
     /// Connect/reconnect attempts since the thread started.
     public var connectAttempts: Int = 0
-    /// Attempts that failed since the last accepted CONNACK (resets on success).
+    /// Backoff waits since the last accepted CONNACK: failed attempts, plus the loss that
+    /// ended the last good connection. Resets on an accepted CONNACK.
     public var consecutiveFailures: Int = 0
     /// The delay chosen before the most recent reconnect attempt (after jitter).
     public var lastBackoff: Duration?
+    /// The first 16 delays since the last accepted CONNACK, in order (diagnostics).
+    public var backoffHistory: [Duration] = []
     /// Whether the network thread is running.
     public var running: Bool = false
 }
@@ -214,7 +217,13 @@ public final class MQTTConnection: @unchecked Sendable {
     public func events() -> AsyncStream<MQTTEvent> {
         let (stream, continuation) = AsyncStream<MQTTEvent>.makeStream(bufferingPolicy: .unbounded)
         let id = nextSubscriber.wrappingAdd(1, ordering: .relaxed).oldValue
-        subscribers.withLock { $0[id] = continuation }
+        // Registered under the control lock, which threadMain takes before finishing all
+        // streams, so a stream is either finished there or here, never left open.
+        let finished = control.withLock { c in
+            if !c.threadFinished { subscribers.withLock { $0[id] = continuation } }
+            return c.threadFinished
+        }
+        if finished { continuation.finish() }
         continuation.onTermination = { [weak self] _ in
             _ = self?.subscribers.withLock { $0.removeValue(forKey: id) }
         }
@@ -240,6 +249,7 @@ public final class MQTTConnection: @unchecked Sendable {
                 $0.connected = true
                 $0.lastConnectedAt = now
                 $0.consecutiveFailures = 0
+                $0.backoffHistory = []
             }
             broadcast(.connected(sessionPresent: flags & 1 != 0))
         } else {
@@ -362,6 +372,7 @@ public final class MQTTConnection: @unchecked Sendable {
             state.withLock {
                 $0.consecutiveFailures += 1
                 $0.lastBackoff = delay
+                if $0.backoffHistory.count < 16 { $0.backoffHistory.append(delay) }
             }
             // Interruptible by stop(), which signals `wake`.
             let ns = delay.components.seconds * 1_000_000_000 + delay.components.attoseconds / 1_000_000_000
@@ -380,18 +391,18 @@ public final class MQTTConnection: @unchecked Sendable {
             $0.connected = false
             $0.running = false
         }
-        let waiters = control.withLock {
-            $0.threadFinished = true
-            let w = $0.stopWaiters
-            $0.stopWaiters = []
-            return w
+        let (waiters, streams) = control.withLock { c in
+            c.threadFinished = true
+            let w = c.stopWaiters
+            c.stopWaiters = []
+            let all = subscribers.withLock { s in
+                let all = Array(s.values)
+                s.removeAll()
+                return all
+            }
+            return (w, all)
         }
         for w in waiters { w.resume() }
-        let streams = subscribers.withLock { s in
-            let all = Array(s.values)
-            s.removeAll()
-            return all
-        }
         for c in streams { c.finish() }
     }
 
@@ -470,5 +481,12 @@ extension Timestamp {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Timestamp(millisecondsSinceEpoch: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
+    }
+}
+
+extension MQTTOptions: CustomStringConvertible {
+    /// For logs: never prints the password.
+    public var description: String {
+        "mqtt://\(username.map { $0 + "@" } ?? "")\(host):\(port) client=\(clientID) keepalive=\(keepAliveSeconds)s clean=\(cleanSession) will=\(will?.topic ?? "none") password=\(password == nil ? "unset" : "<redacted>")"
     }
 }

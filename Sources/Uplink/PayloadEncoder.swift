@@ -51,8 +51,8 @@ public enum PayloadEncoder {
         if let mdc = r.vital.mdc { w.integer(Int64(mdc)) } else { w.null() }
         w.key("value"); w.number(r.quantity.value)
         w.field("unit", r.quantity.unit)
-        w.field("measured_at", r.measuredAt.iso8601)
-        w.field("received_at", r.receivedAt.iso8601)
+        w.time("measured_at", r.measuredAt)
+        w.time("received_at", r.receivedAt)
         w.key("flags")
         w.beginArray()
         for name in r.flags.nameList { w.element(); w.string(name) }
@@ -85,13 +85,13 @@ public enum PayloadEncoder {
             w.field("vital", v.vital)
             w.key("value"); w.number(v.value)
             w.field("unit", v.unit)
-            w.field("measured_at", v.measuredAt.iso8601)
+            w.time("measured_at", v.measuredAt)
             w.end()
         }
         w.endArray()
         w.key("care_plan_version"); w.integer(Int64(e.carePlanVersion))
-        w.field("opened_at", e.openedAt.iso8601)
-        w.field("at", e.at.iso8601)
+        w.time("opened_at", e.openedAt)
+        w.time("at", e.at)
         w.field("summary", e.summary)
         w.end()
         return w.bytes
@@ -102,7 +102,7 @@ public enum PayloadEncoder {
         w.begin()
         w.field("schema", "vigil.event/1")
         w.field("kind", e.kind)
-        w.field("at", e.at.iso8601)
+        w.time("at", e.at)
         w.key("count")
         if let c = e.count { w.integer(c) } else { w.null() }
         w.key("detail")
@@ -121,7 +121,7 @@ public enum PayloadEncoder {
         w.begin()
         w.field("schema", "vigil.status/1")
         w.field("state", state.rawValue)
-        if let at { w.field("at", at.iso8601) }
+        if let at { w.time("at", at) }
         w.end()
         return w.bytes
     }
@@ -165,6 +165,41 @@ struct JSONWriter {
     mutating func field(_ name: String, _ value: String) {
         key(name)
         string(value)
+    }
+
+    /// A timestamp as an ISO 8601 UTC string with milliseconds, written digit by digit
+    /// (same text as `Timestamp.iso8601`, without building intermediate strings).
+    mutating func time(_ name: String, _ t: Timestamp) {
+        key(name)
+        let c = CivilDateTime(utc: t)
+        bytes.append(UInt8(ascii: "\""))
+        digits(c.year, 4); bytes.append(UInt8(ascii: "-"))
+        digits(c.month, 2); bytes.append(UInt8(ascii: "-"))
+        digits(c.day, 2); bytes.append(UInt8(ascii: "T"))
+        digits(c.hour, 2); bytes.append(UInt8(ascii: ":"))
+        digits(c.minute, 2); bytes.append(UInt8(ascii: ":"))
+        digits(c.second, 2); bytes.append(UInt8(ascii: "."))
+        digits(c.millisecond, 3); bytes.append(UInt8(ascii: "Z"))
+        bytes.append(UInt8(ascii: "\""))
+    }
+
+    /// `v` zero-padded to `width` digits (more if it needs them; negative years never occur
+    /// for valid timestamps but are written with a sign rather than garbled).
+    private mutating func digits(_ v: Int, _ width: Int) {
+        if v < 0 { bytes.append(UInt8(ascii: "-")) }
+        var m = v.magnitude
+        var count = 1
+        var t = m / 10
+        while t > 0 { count += 1; t /= 10 }
+        let n = Swift.max(count, width)
+        let start = bytes.count
+        bytes.append(contentsOf: repeatElement(UInt8(ascii: "0"), count: n))
+        var i = start + n - 1
+        repeat {
+            bytes[i] = UInt8(truncatingIfNeeded: 48 + m % 10)
+            m /= 10
+            i -= 1
+        } while m > 0
     }
 
     mutating func null() { bytes.append(contentsOf: [0x6E, 0x75, 0x6C, 0x6C]) }

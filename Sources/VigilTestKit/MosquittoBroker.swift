@@ -168,10 +168,24 @@ public final class MosquittoBroker: @unchecked Sendable {
         let cArgs = argv.map { strdup($0) }
         defer { for a in cArgs { free(a) } }
         var argvC: [UnsafeMutablePointer<CChar>?] = cArgs + [nil]
+        // The child inherits the calling thread's signal mask, and Dispatch's worker threads
+        // (where tests run) block SIGTERM among others: a broker started from one would
+        // ignore stop(). Give it an empty mask and default dispositions.
+        var attr = posix_spawnattr_t()
+        posix_spawnattr_init(&attr)
+        defer { posix_spawnattr_destroy(&attr) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        posix_spawnattr_setsigmask(&attr, &empty)
+        var defaults = sigset_t()
+        sigemptyset(&defaults)
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGUSR1, SIGUSR2, SIGCHLD] { sigaddset(&defaults, sig) }
+        posix_spawnattr_setsigdefault(&attr, &defaults)
+        posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
         let rc = argvC.withUnsafeMutableBufferPointer { buf -> Int32 in
             guard let base = buf.baseAddress else { return EINVAL }
-            return posix_spawn(&pid, argv[0], &actions, nil, base, environ)
+            return posix_spawn(&pid, argv[0], &actions, &attr, base, environ)
         }
         guard rc == 0 else { throw MosquittoBrokerError("posix_spawn", errno: rc, "cannot start \(argv[0])") }
         return pid
@@ -217,7 +231,8 @@ public final class MosquittoBroker: @unchecked Sendable {
         throw MosquittoBrokerError("mosquitto", "did not accept connections on 127.0.0.1:\(port) within 5 s; see \(logPath)")
     }
 
-    /// SIGTERM, then wait for exit (mosquitto saves persistence on SIGTERM).
+    /// SIGTERM, then wait for exit (mosquitto saves persistence on SIGTERM). Escalates to
+    /// SIGKILL after 5 s so a wedged broker cannot hang a test run.
     public func stop() {
         signalAndReap(SIGTERM)
     }
@@ -271,6 +286,15 @@ public final class MosquittoBroker: @unchecked Sendable {
         guard p > 0 else { return }
         _ = Glibc.kill(p, signal)
         _ = Glibc.kill(p, SIGCONT)  // a paused broker must see the signal
+        let deadline = Self.monotonicMilliseconds() + 5_000
+        var status: Int32 = 0
+        while Self.monotonicMilliseconds() < deadline {
+            let r = waitpid(p, &status, WNOHANG)
+            if r == p || (r < 0 && errno != EINTR) { return }
+            var ts = timespec(tv_sec: 0, tv_nsec: 2_000_000)
+            _ = nanosleep(&ts, nil)
+        }
+        _ = Glibc.kill(p, SIGKILL)
         Self.reap(p)
     }
 

@@ -99,13 +99,15 @@ import VitalSigns
         let a = makeReading(1)
         var sameID = makeReading(1)
         sameID.quantity.value = 42 // same ID, different value: the first one stays
+        // Same device and instant, another vital: a different ID, so it is kept.
+        let pulse = makeReading(1, vital: .pulseRate, value: 61)
         try await store.commit([a, a, makeReading(2)])
-        try await store.commit([sameID])
+        try await store.commit([sameID, pulse])
         let stats = try store.stats()
-        #expect(stats.totalReadings == 2)
-        #expect(stats.undeliveredReadings == 2)
+        #expect(stats.totalReadings == 3)
+        #expect(stats.undeliveredReadings == 3)
         let items = try await store.pending(lane: .readings, after: 0, limit: 10)
-        #expect(items.compactMap(\.reading) == [a, makeReading(2)])
+        #expect(items.compactMap(\.reading) == [a, makeReading(2), pulse])
         await store.close()
     }
 

@@ -241,8 +241,11 @@ struct Port: Decodable {
         if number == 2 { throw DecodingError.keyNotFound(CodingKeys.baudRate, .init(codingPath: c.codingPath, debugDescription: "")) }
         if number == 3 { _ = try c.nestedContainer(keyedBy: CodingKeys.self, forKey: .extra) }
         if number == 4 { throw DecodingError.typeMismatch(Bool.self, .init(codingPath: c.codingPath + [CodingKeys.extra], debugDescription: "")) }
+        if number == 5 { throw DecodingError.valueNotFound(Int.self, .init(codingPath: c.codingPath + [CodingKeys.number], debugDescription: "")) }
+        if number == 6 { throw UserError() }
         _ = try c.decodeIfPresent(String.self, forKey: .extra)
     }
+    struct UserError: Error, CustomStringConvertible { var description: String { "port is not configured on this gateway" } }
     enum CodingKeys: String, CodingKey { case number, baudRate, extra }
 }
 
@@ -253,6 +256,8 @@ struct Port: Decodable {
     ("2", "p.yaml:2:3: ports[0]: missing required field 'baud_rate'"),
     ("3", "p.yaml:3:10: ports[0].extra: expected a mapping, found a list"),
     ("4", "p.yaml:3:10: ports[0].extra: expected a boolean, found a list"),
+    ("5", "p.yaml:2:11: ports[0].number: expected an integer, found no value"),
+    ("6", "p.yaml:2:3: ports[0]: port is not configured on this gateway"),
 ])
 func userErrorsAreLocated(_ number: String, _ expected: String) throws {
     struct Ports: Decodable { var ports: [Port] }
@@ -283,4 +288,45 @@ func userErrorsAreLocated(_ number: String, _ expected: String) throws {
     struct Holder: Decodable { var pair: Pair }
     let error = try #require(decodeError(Holder.self, "pair: [1]"))
     #expect(error.description == "vigild.yaml:1:7: pair: expected more list items (found 1)")
+}
+
+@Test func listsOfMappingsDecodeAtAnyIndentation() throws {
+    struct Device: Decodable, Equatable { var name: String; var port: Int }
+    struct Config: Decodable, Equatable { var devices: [Device]; var site: String }
+    let expected = Config(devices: [.init(name: "a", port: 1), .init(name: "b", port: 2)], site: "s")
+    for text in [
+        "devices:\n- name: a\n  port: 1\n- name: b\n  port: 2\nsite: s\n",
+        "devices:\n      - name: a\n        port: 1\n      - port: 2\n        name: b\nsite: s\n",
+        "site: s\ndevices:\n  -\n    name: a\n    port: 1\n  - {name: b, port: 2}\n",
+    ] {
+        #expect(try YAMLDecoder().decode(Config.self, from: text, fileName: "d.yaml") == expected, "\(text)")
+    }
+    let error = try #require(decodeError(Config.self, "devices:\n- name: a\n  port: 1\n- name: b\n  prt: 2\nsite: s\n", snakeCase: false))
+    #expect(error.description == "vigild.yaml:5:3: devices[1]: missing required field 'port' (is 'prt' a misspelling of it?)")
+}
+
+/// A value type that validates itself where it is decoded.
+struct Percentage: Decodable {
+    var value: Double
+    init(from decoder: any Decoder) throws {
+        value = try decoder.singleValueContainer().decode(Double.self)
+        guard (0...100).contains(value) else { throw YAMLValidationError("must be between 0 and 100 %") }
+    }
+}
+
+@Test func validationAtAScalarAndUserInfo() throws {
+    struct Threshold: Decodable {
+        var spo2Low: Percentage
+        var tag: String
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            spo2Low = try c.decode(Percentage.self, forKey: .spo2Low)
+            tag = decoder.userInfo[CodingUserInfoKey(rawValue: "tag")!] as? String ?? "none"
+        }
+        enum CodingKeys: String, CodingKey { case spo2Low }
+    }
+    let decoder = YAMLDecoder(keyDecodingStrategy: .convertFromSnakeCase, userInfo: [CodingUserInfoKey(rawValue: "tag")!: "plan-v3"])
+    #expect(try decoder.decode(Threshold.self, from: "spo2_low: 92", fileName: "plan.yaml").tag == "plan-v3")
+    let error = try #require(throws: YAMLError.self) { try decoder.decode(Threshold.self, from: "\nspo2_low: 920", fileName: "plan.yaml") }
+    #expect(error.description == "plan.yaml:2:11: spo2_low: must be between 0 and 100 %")
 }

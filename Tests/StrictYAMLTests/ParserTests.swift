@@ -189,12 +189,32 @@ func refusesWithLocation(_ r: Refusal) throws {
         let error = try #require(parseError(text))
         #expect(error.message == "nesting deeper than 64 levels")
     }
-    // Exactly at the limit is fine.
-    #expect(parseError(String(repeating: "[", count: 63) + String(repeating: "]", count: 63)) == nil)
+    // Exactly at the limit is fine, and decodes without exhausting the stack.
+    let deepest = String(repeating: "[", count: 64) + String(repeating: "]", count: 64)
+    #expect(parseError(deepest) == nil)
+    #expect(parseError("[" + deepest + "]")?.message == "nesting deeper than 64 levels")
+    #expect(try YAMLDecoder().decode(Nest.self, from: deepest, fileName: "deep.yaml").depth == 64)
+    // A tree built in code, deeper than the parser allows, is refused by the decoder.
+    var node = YAMLNode(.scalar("x", style: .plain), mark: Mark(line: 1, column: 1))
+    for _ in 0..<1000 { node = YAMLNode(.sequence([node]), mark: Mark(line: 1, column: 1)) }
+    let error = try #require(throws: YAMLError.self) { try YAMLDecoder().decode(Nest.self, from: node, fileName: "code") }
+    #expect(error.message == "nesting deeper than 64 levels")
 }
 
 @Test func descriptionFormat() {
     let e = YAMLError(file: "vigild.yaml", line: 12, column: 5, path: "outbox.capacity_readings", message: "expected an integer, found a string")
     #expect(e.description == "vigild.yaml:12:5: outbox.capacity_readings: expected an integer, found a string")
     #expect(YAMLError(file: "f", line: 1, column: 2, path: "", message: "m").description == "f:1:2: m")
+}
+
+/// A list of lists of any depth; counts its depth.
+struct Nest: Decodable {
+    var depth: Int
+    init(from decoder: any Decoder) throws {
+        if (try? decoder.singleValueContainer().decode(String.self)) != nil {
+            depth = 0
+        } else {
+            depth = 1 + (try [Nest](from: decoder)).map(\.depth).reduce(0, max)
+        }
+    }
 }

@@ -46,6 +46,32 @@ struct ForwarderTests {
         await rig.stop()
     }
 
+    @Test("a PUBACK for a mid from before a reconnect still marks its key delivered")
+    func latePubackMarksDelivered() async throws {
+        let broker = try MosquittoBroker()
+        defer { broker.cleanUp() }
+        let topics = try Topics(site: uniqueName("site"), gateway: "gw")
+        let source = MemoryOutbox()
+        let rig = try ForwarderRig.start(broker: broker, source: source, topics: topics)
+        #expect(await eventually(timeout: 5) { rig.forwarder.stats.connected })
+        broker.pause()
+        for n in 0..<20 { await source.commit(.reading(Fixtures.reading(n))) }
+        rig.forwarder.notify()
+        #expect(await eventually(timeout: 5) { rig.forwarder.stats.published == 20 })
+        // Drop the connection while all 20 wait for PUBACKs; the reconnect's CONNECT waits
+        // in the frozen broker's backlog.
+        rig.connection.simulateNetworkFailure()
+        #expect(await eventually(timeout: 5) { !rig.forwarder.stats.connected })
+        broker.resume()
+        #expect(await eventually(timeout: 10) { await source.undeliveredCount == 0 })
+        let stats = rig.forwarder.stats
+        // libmosquitto re-sent its 20 in-flight messages under their old mids after the
+        // reconnect; their PUBACKs matched keys of the previous connection.
+        #expect(stats.lateAcknowledged > 0, "\(stats)")
+        #expect(await source.delivered.count == 20)
+        await rig.stop()
+    }
+
     @Test("the priority lane goes first: 500 readings and 1 escalation committed while disconnected")
     func escalationBeforeBacklog() async throws {
         // Persistence lets the subscriber's session (and the messages queued for it) live
@@ -76,6 +102,36 @@ struct ForwarderTests {
         let expected = (0..<500).map { Fixtures.reading($0).id.rawValue }
         #expect(Array(readingIDs.prefix(500)) == expected)
         #expect(await eventually(timeout: 10) { await source.undeliveredCount == 0 })
+        await rig.stop()
+        await sub.stop()
+    }
+
+    @Test("an escalation committed during a long readings backlog overtakes it (bounded in-flight window)")
+    func escalationOvertakesBacklog() async throws {
+        let broker = try MosquittoBroker()
+        defer { broker.cleanUp() }
+        let topics = try Topics(site: uniqueName("site"), gateway: "gw")
+        let sub = try await TestSubscriber.start(broker: broker, filter: topics.prefix + "/+", clientID: uniqueName("sub"))
+        let source = MemoryOutbox()
+        let total = 10_000
+        for n in 0..<total { await source.commit(.reading(Fixtures.reading(n))) }
+        let rig = try ForwarderRig.start(broker: broker, source: source, topics: topics, maxInFlight: 32)
+        rig.forwarder.notify()
+        _ = try await sub.waitFor(count: 100, timeout: 10) { $0.topic == topics.readings }
+        let escalation = Fixtures.escalation(1)
+        await source.commit(.escalation(escalation))
+        rig.forwarder.notify()
+        let notStatus: @Sendable (ReceivedMessage) -> Bool = { !$0.topic.hasSuffix("/status") }
+        let got = try await sub.waitFor(count: total + 1, timeout: 30, matching: notStatus)
+        guard let at = got.firstIndex(where: { $0.topic == topics.escalations }) else {
+            Issue.record("the escalation never arrived")
+            await rig.stop(); await sub.stop()
+            return
+        }
+        // FIFO would put it last; the window of 32 lets it overtake nearly all the backlog.
+        let readingsAfter = got[(at + 1)...].filter { $0.topic == topics.readings }.count
+        #expect(readingsAfter > total / 5, "escalation arrived at \(at); \(readingsAfter) readings after it")
+        print("overtake: escalation arrived as message \(at) of \(got.count); \(readingsAfter) readings after it")
         await rig.stop()
         await sub.stop()
     }

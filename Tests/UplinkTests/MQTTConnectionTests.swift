@@ -104,12 +104,8 @@ struct MQTTConnectionTests {
         try conn.start()
         let failed = await awaitEvent(failures, timeout: 5) { if case .connectFailed = $0 { true } else { false } }
         #expect(failed != nil)
-        var delays: [Duration] = []
-        let window = ContinuousClock.now + .seconds(2)
-        while ContinuousClock.now < window {
-            if let d = conn.snapshot.lastBackoff, delays.last != d { delays.append(d) }
-            try await Task.sleep(for: .milliseconds(5))
-        }
+        // Attempts are counted over a window; the delays come from the snapshot's history.
+        try await Task.sleep(for: .seconds(2))
         let snap = conn.snapshot
         await conn.stop()
         #expect(snap.connected == false)
@@ -117,10 +113,32 @@ struct MQTTConnectionTests {
         // Not a tight loop (that would be thousands), not stuck either.
         #expect(snap.connectAttempts >= 5 && snap.connectAttempts <= 100, "attempts in ~2 s: \(snap.connectAttempts)")
         #expect(snap.consecutiveFailures == snap.connectAttempts)
-        // Every delay within the cap, and later delays reach the capped band [max/2, max].
+        // Equal jitter: delay n lies in [D/2, D] with D = min(160 ms, 20 ms · 2^n), so the
+        // delays never shrink before the cap (20, 40, 80 ms ceilings), all stay within the
+        // cap, and later ones sit in the capped band [80, 160] ms.
+        let delays = snap.backoffHistory
+        #expect(delays.count >= 5, "\(delays)")
         #expect(delays.allSatisfy { $0 <= .milliseconds(160) }, "\(delays)")
-        #expect(delays.contains { $0 >= .milliseconds(80) }, "\(delays)")
-        #expect((delays.first ?? .zero) <= .milliseconds(20))
+        #expect((delays.first ?? .zero) <= .milliseconds(20) && (delays.first ?? .zero) >= .milliseconds(10), "\(delays)")
+        if delays.count >= 4 {
+            #expect(delays[0] <= delays[1] && delays[1] <= delays[2] && delays[2] <= delays[3], "\(delays)")
+        }
+        #expect(delays.dropFirst(4).allSatisfy { $0 >= .milliseconds(80) }, "\(delays)")
+    }
+
+    @Test("backoff(attempt:): doubling ceiling, capped, jittered within [D/2, D]")
+    func backoffFormula() {
+        let minD = Duration.milliseconds(500), maxD = Duration.seconds(30)
+        for attempt in 0..<40 {
+            let ceiling = min(maxD, minD * (1 << min(attempt, 30)))
+            var seen = Set<Duration>()
+            for _ in 0..<200 {
+                let d = MQTTConnection.backoff(attempt: attempt, min: minD, max: maxD)
+                #expect(d >= ceiling / 2 - .microseconds(1) && d <= ceiling, "attempt \(attempt): \(d)")
+                seen.insert(d)
+            }
+            #expect(seen.count > 1, "no jitter at attempt \(attempt)")
+        }
     }
 
     @Test("a refused CONNECT (wrong password) is reported with the broker's reason and backs off")

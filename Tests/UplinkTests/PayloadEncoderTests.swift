@@ -143,6 +143,14 @@ struct PayloadEncoderTests {
         #expect(text(PayloadEncoder.escalation(e)).hasPrefix(#"{"schema":"vigil.escalation/1","id":"#))
     }
 
+    @Test("timestamps are written exactly as Timestamp.iso8601", arguments: [
+        Int64(0), -1, 999, 1_795_000_000_123, 951_782_400_000 /* 2000-02-29 */, 253_402_300_799_999, -62_135_596_800_000,
+    ])
+    func timestamps(_ ms: Int64) {
+        let t = Timestamp(millisecondsSinceEpoch: ms)
+        #expect(text(PayloadEncoder.status(.online, at: t)) == #"{"schema":"vigil.status/1","state":"online","at":"\#(t.iso8601)"}"#)
+    }
+
     @Test("status payloads, and the will built from Topics")
     func status() throws {
         #expect(text(PayloadEncoder.status(.offline)) == #"{"schema":"vigil.status/1","state":"offline"}"#)
