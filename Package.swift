@@ -70,7 +70,7 @@ let package = Package(
         .testTarget(name: "ReadingStoreTests", dependencies: ["ReadingStore", "VitalSigns"]),
         .testTarget(name: "SerialLinkTests", dependencies: ["SerialLink", "VigilTestKit"]),
         .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VigilTestKit", "VitalSigns"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["VigilTestKit", "VitalSigns", "Uplink"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VigilTestKit", "VitalSigns", "Uplink", "SerialLink"]),
     ]
 )
 

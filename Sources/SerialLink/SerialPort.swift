@@ -165,28 +165,55 @@ public final class SerialPort: Sendable {
     /// task is cancelled), and throws ``SerialError`` with code `.hangup` when the device
     /// goes away (read returns 0 or EIO, or poll reports POLLHUP/POLLERR). The thread closes
     /// the descriptor when it ends. Calling this twice yields an already-failed stream.
-    public func chunks(readSize: Int = 4096) -> AsyncThrowingStream<SerialChunk, any Error> {
+    ///
+    /// Reading is demand-driven (see `ReaderThread`): the next chunk is read only when the
+    /// consumer asks for it, so what the consumer has not yet processed stays in the kernel.
+    public func chunks(readSize: Int = 4096) -> SerialChunks {
         let fd = descriptor.withLock { fd in
             defer { fd = -1 }
             return fd
         }
-        // Unbounded buffering: at serial speeds a lagging consumer costs kilobytes, and
-        // dropping bytes would drop readings.
+        // The stream holds at most one chunk: the reader waits for demand before reading more.
         let (stream, continuation) = AsyncThrowingStream<SerialChunk, any Error>.makeStream()
         guard fd >= 0 else {
             continuation.finish(throwing: SerialError(code: .io, errno: EBADF, path: path, operation: "read", reason: "the port is closed"))
-            return stream
+            return SerialChunks(stream: stream, reader: nil)
         }
         do {
             let reader = try ReaderThread(fd: fd, path: path, readSize: max(readSize, 1), continuation: continuation)
             continuation.onTermination = { _ in reader.wake() }
             try reader.start()
+            return SerialChunks(stream: stream, reader: reader)
         } catch {
             _ = ioctl(fd, UInt(TIOCNXCL))
             closeDescriptor(fd)
             continuation.finish(throwing: error)
+            return SerialChunks(stream: stream, reader: nil)
         }
-        return stream
+    }
+}
+
+/// The chunks a port reads, one at a time: each call to the iterator's `next()` after the
+/// first asks the reader thread for one more chunk, so nothing is read ahead of the consumer.
+public struct SerialChunks: AsyncSequence, Sendable {
+    public typealias Element = SerialChunk
+    let stream: AsyncThrowingStream<SerialChunk, any Error>
+    let reader: ReaderThread?
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncThrowingStream<SerialChunk, any Error>.AsyncIterator
+        let reader: ReaderThread?
+        var started = false
+
+        public mutating func next() async throws -> SerialChunk? {
+            if started { reader?.grant() }
+            started = true
+            return try await base.next()
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: stream.makeAsyncIterator(), reader: reader)
     }
 }
 

@@ -7,7 +7,7 @@ import VigilTestKit
 import VitalSigns
 
 /// Reads a port's stream into an event log on a task of its own.
-func drain(_ stream: AsyncThrowingStream<SerialChunk, any Error>, into log: EventLog<[UInt8]>,
+func drain(_ stream: SerialChunks, into log: EventLog<[UInt8]>,
            ended: EventLog<String>) -> Task<Void, Never> {
     Task {
         do {

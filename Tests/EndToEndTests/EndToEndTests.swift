@@ -1,0 +1,239 @@
+import Glibc
+import SerialLink
+import Testing
+import Uplink
+import VigilTestKit
+import VitalSigns
+
+@Sendable func isReading(_ m: ReceivedMessage) -> Bool { m.topic.hasSuffix("/readings") }
+@Sendable func isEscalation(_ m: ReceivedMessage) -> Bool { m.topic.hasSuffix("/escalations") }
+
+private let spo2Plan = """
+    patient: patient-e2e
+    version: 3
+    thresholds:
+      - id: spo2-low
+        vital: spo2
+        below: 90
+        sustained_seconds: 20
+        hysteresis: 2
+        severity: urgent
+    """
+
+/// The real vigild between a pseudo-terminal oximeter and a real mosquitto.
+/// Serialized: each test runs a broker, a daemon and a device, and the machine has two cores.
+@Suite(.serialized) struct EndToEndTests {
+    @Test func everyReadingFromTheDeviceArrivesAtTheBroker() async throws {
+        try await Rig.with { rig in
+            try rig.vigild.start()
+            let lines = 300
+            var bytes: [UInt8] = []
+            for i in 0..<lines { bytes += rig.line(i, spo2: 90 + i % 10) }
+            try await rig.device.write(bytes)
+
+            // Three readings per line: SpO2, pulse rate, perfusion index.
+            try await rig.subscriber.waitFor(count: lines * 3, timeout: 30, matching: isReading)
+            let readings = rig.readings
+            #expect(Set(readings.map(\.id)).count == lines * 3, "every reading has its own deterministic ID")
+            let spo2 = readings.filter { $0.vital == "spo2" }.sorted { $0.measuredAt < $1.measuredAt }
+            #expect(spo2.map { Int($0.value) } == (0..<lines).map { 90 + $0 % 10 }, "values and order as written")
+            #expect(spo2.allSatisfy { $0.flags.isEmpty && $0.device == "rad8-test" })
+            #expect(spo2.first?.measuredAt == rig.start.iso8601, "the device's own time is kept")
+
+            // vigilctl status sees the same thing.
+            let status = try rig.vigild.status()
+            let device = status["status"]?["devices"]?.arrayValue?.first
+            #expect(status["verdict"]?.stringValue == "ok")
+            #expect(device?["state"]?.stringValue == "open")
+            #expect(device?["readings"]?.int64Value == Int64(lines * 3))
+            let drained = await eventually(within: .seconds(5)) {
+                (try? rig.vigild.status())?["status"]?["outbox"]?["readings"]?["depth"]?.int64Value == 0
+            }
+            #expect(drained, "everything acknowledged is marked delivered")
+            #expect(rig.vigild.terminate() == 0, "SIGTERM drains and exits 0")
+        }
+    }
+
+    @Test func aBrokerOutageLosesNothingAndEscalationsArriveBeforeTheBacklog() async throws {
+        try await Rig.with(persistentBroker: true, carePlans: ["patient-e2e.yaml": spo2Plan]) { rig in
+            try rig.vigild.start()
+            var written = 0
+            var bytes: [UInt8] = []
+            for _ in 0..<30 { bytes += rig.line(written); written += 1 }
+            try await rig.device.write(bytes)
+            try await rig.subscriber.waitFor(count: 90, timeout: 20, matching: isReading)
+
+            // The broker goes away; the device keeps measuring and the patient desaturates.
+            rig.broker.stop()
+            bytes = []
+            for i in 0..<150 {
+                bytes += rig.line(written, spo2: (20..<80).contains(i) ? 86 : 97)
+                written += 1
+            }
+            try await rig.device.write(bytes)
+            let buffered = await eventually(within: .seconds(20)) {
+                guard let s = try? rig.vigild.status()["status"] else { return false }
+                return s["outbox"]?["readings"]?["depth"]?.int64Value == 450 && s["outbox"]?["escalations"]?["depth"]?.int64Value == 2
+            }
+            #expect(buffered, "the outbox holds the backlog and the escalation (raised and resolved) while the broker is down")
+            let whileDown = try rig.vigild.status()
+            #expect(whileDown["verdict"]?.stringValue == "attention")
+            #expect(whileDown["status"]?["uplink"]?["connected"]?.boolValue == false)
+
+            // The broker returns (with the subscriber's persistent session).
+            try rig.broker.start()
+            // Duplicates (same ID) may arrive after a reconnect: count distinct readings.
+            let complete = await eventually(within: .seconds(30), interval: .milliseconds(50)) {
+                Set(rig.readings.map(\.id)).count >= written * 3
+            }
+            #expect(complete, "every reading written arrives")
+            try await rig.subscriber.waitFor(count: 2, timeout: 10, matching: isEscalation)
+
+            let messages = rig.subscriber.messages
+            let readings = rig.readings
+            #expect(Set(readings.map(\.id)).count == written * 3, "nothing lost across the outage")
+            let backlogStart = rig.start.adding(seconds: 30).iso8601
+            guard let firstBacklog = messages.firstIndex(where: { ArrivedReading($0).map { $0.measuredAt >= backlogStart } ?? false }),
+                  let firstEscalation = messages.firstIndex(where: isEscalation) else {
+                Issue.record("no backlog or no escalation arrived")
+                return
+            }
+            #expect(firstEscalation < firstBacklog, "the escalation overtakes the readings backlog")
+            let escalations = messages.filter(isEscalation).compactMap { try? JSONValue.parse($0.payload) }
+            #expect(escalations.map { $0["state"]?.stringValue } == ["open", "resolved"])
+            #expect(escalations.first?["rule"]?.stringValue == "spo2-low")
+            #expect(escalations.first?["care_plan_version"]?.int64Value == 3)
+            #expect((escalations.first?["triggering_readings"]?.arrayValue?.count ?? 0) > 0)
+            let triggering = Set(escalations.first?["triggering_readings"]?.arrayValue?.compactMap(\.stringValue) ?? [])
+            #expect(triggering.isSubset(of: Set(readings.map(\.id))), "an escalation names readings that were forwarded")
+        }
+    }
+
+    @Test func killMinus9MidStreamLosesNoCommittedReading() async throws {
+        try await Rig.with { rig in
+            try rig.vigild.start()
+            var written = 0
+            let kills = 3
+            for _ in 0..<kills {
+                // Stream for a moment at ~200 lines/s, kill -9 in the middle, keep streaming while it is down.
+                for _ in 0..<60 {
+                    try await rig.device.write(rig.line(written))
+                    written += 1
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                rig.vigild.kill9()
+                for _ in 0..<20 {
+                    try await rig.device.write(rig.line(written))
+                    written += 1
+                }
+                try rig.vigild.start()
+            }
+            for _ in 0..<40 {
+                try await rig.device.write(rig.line(written))
+                written += 1
+            }
+
+            // Every reading the store committed must reach the broker.
+            let committed = try await committedIDs(rig.vigild.databasePath, atLeast: 1)
+            try await rig.subscriber.waitFor(count: committed.count, timeout: 30, matching: isReading)
+            let arrived = await eventually(within: .seconds(20)) { Set(rig.readings.map(\.id)).isSuperset(of: committed) }
+            #expect(arrived, "every committed reading arrives after the restarts")
+
+            let finalCommitted = try await committedIDs(rig.vigild.databasePath, atLeast: committed.count)
+            let readings = rig.readings
+            let distinctLines = Set(readings.filter { $0.vital == "spo2" }.map(\.measuredAt)).count
+            let lost = written - distinctLines
+            // Duplicates are allowed only as the same reading: same ID, same value.
+            var byID: [String: ArrivedReading] = [:]
+            for r in readings {
+                if let seen = byID[r.id] { #expect(seen == r, "a duplicate carries the same ID and content") }
+                byID[r.id] = r
+            }
+            print("kill -9 × \(kills): lines written \(written), distinct lines delivered \(distinctLines), lost \(lost), "
+                  + "readings committed \(finalCommitted.count), messages \(readings.count) (\(readings.count - byID.count) duplicates)")
+            #expect(lost <= kills * 2, "at most the bytes between read() and commit are lost at each kill")
+        }
+    }
+
+    @Test func aMalformedConfigNamesTheFileLineAndFieldAndExits78() throws {
+        let dir = makeTemporaryDirectory()
+        let path = dir + "/vigild.yaml"
+        let text = """
+            site: home-1
+            gateway: gw-1
+            broker:
+              host: 127.0.0.1
+              port: 99999
+            """
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        _ = text.withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+        let result = try VigildProcess.run(["/bin/sh", "-c", "\(VigildProcess.binDirectory)/vigild --config \(path) --check-config 2>&1"])
+        #expect(result.status == 78)
+        #expect(result.output.contains("\(path):5:"), "names the file and line: \(result.output)")
+        #expect(result.output.contains("broker.port"), "names the field: \(result.output)")
+
+        let typo = text.replacingPort() + "outbox:\n  capacty_readings: 1000\n"
+        let fd2 = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        _ = typo.withCString { write(fd2, $0, strlen($0)) }
+        close(fd2)
+        let second = try VigildProcess.run(["/bin/sh", "-c", "\(VigildProcess.binDirectory)/vigild --config \(path) --check-config 2>&1"])
+        #expect(second.status == 78)
+        #expect(second.output.contains("capacty_readings") && second.output.contains("capacity_readings"),
+                "an unknown field is refused with a suggestion: \(second.output)")
+    }
+
+    @Test func aMissingDeviceShowsUnavailableWithAReasonAndComesBackWhenPlugged() async throws {
+        let broker = try MosquittoBroker()
+        try broker.start()
+        defer { broker.cleanUp() }
+        let dir = makeTemporaryDirectory()
+        let path = dir + "/rad8-not-yet"
+        let vigild = try VigildProcess(brokerPort: broker.port, devices: [.init(id: "rad8-late", port: path, patient: "p-1")])
+        defer { vigild.cleanUp() }
+        try vigild.start()
+        let unavailable = await eventually(within: .seconds(5)) {
+            (try? vigild.status())?["status"]?["devices"]?.arrayValue?.first?["state"]?.stringValue == "unavailable"
+        }
+        #expect(unavailable)
+        let status = try vigild.status()
+        let reason = status["status"]?["devices"]?.arrayValue?.first?["reason"]?.stringValue ?? ""
+        #expect(reason.contains("retrying"), "the reason says it retries: \(reason)")
+        #expect(status["verdict"]?.stringValue == "attention")
+        let (code, text) = try vigild.ctl(["status"])
+        #expect(code == 1, "status exits 1 when something needs attention")
+        #expect(text.contains("rad8-late") && text.contains("unavailable"))
+
+        // Plug it in: a pty appears at the path, and readings flow, garbage is counted.
+        let pty = try PseudoTerminal(linkPath: path)
+        defer { pty.close() }
+        let t0 = wallClock().adding(seconds: -100)
+        var bytes: [UInt8] = Array("\u{0}\u{1}garbage that is no line at all\r\n".utf8)
+        for i in 0..<5 { bytes += rad8Line(CivilDateTime(utc: t0.adding(seconds: Int64(i))), spo2: 95) }
+        try await pty.write(bytes)
+        let flowing = await eventually(within: .seconds(15)) {
+            let d = (try? vigild.status())?["status"]?["devices"]?.arrayValue?.first
+            return d?["state"]?.stringValue == "open" && d?["readings"]?.int64Value == 15
+        }
+        #expect(flowing, "picked up within the back-off and reading")
+        let device = try vigild.status()["status"]?["devices"]?.arrayValue?.first
+        #expect((device?["rejected_frames"]?.int64Value ?? 0) >= 1, "garbage is counted per device")
+    }
+}
+
+/// Reading IDs in the database, read with the sqlite3 shell (a second, independent reader).
+private func committedIDs(_ database: String, atLeast: Int) async throws -> Set<String> {
+    var ids = Set<String>()
+    _ = await eventually(within: .seconds(10), interval: .milliseconds(100)) {
+        let out = (try? VigildProcess.run(["/usr/bin/sqlite3", "-readonly", database, "SELECT reading_id FROM readings;"]))?.output ?? ""
+        ids = Set(out.split(separator: "\n").map(String.init))
+        return ids.count >= atLeast
+    }
+    return ids
+}
+
+extension String {
+    fileprivate func replacingPort() -> String {
+        replacing("port: 99999", with: "port: 1883") + "\n"
+    }
+}
