@@ -65,9 +65,11 @@ let package = Package(
         // Tests mirror the targets.
         .testTarget(name: "VitalSignsTests", dependencies: ["VitalSigns"]),
         .testTarget(name: "StrictYAMLTests", dependencies: ["StrictYAML"]),
-        .testTarget(name: "DeviceDecodingTests", dependencies: ["DeviceDecoding", "DeviceProfiles", "VigilTestKit"]),
-        .testTarget(name: "ClinicalRulesTests", dependencies: ["ClinicalRules", "VitalSigns"]),
-        .testTarget(name: "ReadingStoreTests", dependencies: ["ReadingStore", "VitalSigns"]),
+        .testTarget(name: "DeviceDecodingTests", dependencies: ["DeviceDecoding", "DeviceProfiles", "StrictYAML", "VigilTestKit"]),
+        .testTarget(name: "ClinicalRulesTests", dependencies: ["ClinicalRules", "StrictYAML", "VitalSigns"]),
+        .testTarget(name: "ReadingStoreTests", dependencies: [
+            "ReadingStore", "VitalSigns", .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "SerialLinkTests", dependencies: ["SerialLink", "VigilTestKit"]),
         .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VigilTestKit", "VitalSigns"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VigilTestKit", "VitalSigns", "Uplink", "SerialLink"]),

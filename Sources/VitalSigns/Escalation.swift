@@ -22,7 +22,7 @@ public enum Severity: Int, Comparable, Sendable, Codable, CaseIterable, CustomSt
         let c = try decoder.singleValueContainer()
         let text = try c.decode(String.self)
         guard let s = Severity(name: text) else {
-            throw DecodingError.dataCorruptedError(in: c, debugDescription: "unknown severity \(text); expected advisory, urgent or emergency")
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "unknown severity; expected advisory, urgent or emergency")
         }
         self = s
     }
