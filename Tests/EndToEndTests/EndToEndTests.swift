@@ -155,6 +155,87 @@ private let spo2Plan = """
         }
     }
 
+    @Test func aRestartInTheMiddleOfAnOpenEscalationNeitherRepeatsNorLosesIt() async throws {
+        try await Rig.with(carePlans: ["patient-e2e.yaml": spo2Plan]) { rig in
+            try rig.vigild.start()
+            var written = 0
+            var bytes: [UInt8] = []
+            for _ in 0..<40 { bytes += rig.line(written, spo2: 85); written += 1 }
+            try await rig.device.write(bytes)
+            try await rig.subscriber.waitFor(count: 1, timeout: 20, matching: isEscalation)
+
+            // Restart twice while the patient is still desaturated: rule state is rebuilt from
+            // the store, so the open escalation is neither raised again nor forgotten.
+            for _ in 0..<2 {
+                rig.vigild.kill9()
+                try rig.vigild.start()
+                for _ in 0..<30 {
+                    try await rig.device.write(rig.line(written, spo2: 85))
+                    written += 1
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                // Everything the store committed arrives (a kill may cost the chunk being committed).
+                let committed = try await committedIDs(rig.vigild.databasePath, atLeast: (written - 2) * 3)
+                let caughtUp = await eventually(within: .seconds(20)) { Set(rig.readings.map(\.id)).isSuperset(of: committed) }
+                #expect(caughtUp)
+            }
+            let status = try rig.vigild.status()
+            #expect(status["status"]?["escalations"]?["open"]?.int64Value == 1)
+
+            // Recovery resolves the same escalation.
+            bytes = []
+            for _ in 0..<5 { bytes += rig.line(written, spo2: 97); written += 1 }
+            try await rig.device.write(bytes)
+            let resolved = await eventually(within: .seconds(20)) {
+                rig.subscriber.messages.filter(isEscalation).contains { $0.text.contains("\"resolved\"") }
+            }
+            #expect(resolved)
+            // At-least-once delivery may repeat a message; the same ID and state is the same event.
+            let events = rig.subscriber.messages.filter(isEscalation).compactMap { try? JSONValue.parse($0.payload) }
+            let distinct = Set(events.map { "\($0["id"]?.stringValue ?? "?")/\($0["state"]?.stringValue ?? "?")" })
+            #expect(distinct.count == 2 && Set(events.compactMap { $0["id"]?.stringValue }).count == 1,
+                    "one episode, opened then resolved: \(distinct)")
+        }
+    }
+
+    @Test func aFullOutboxEvictsOldestUndeliveredReadingsAndReportsTheLossUpstream() async throws {
+        try await Rig.with(persistentBroker: true, extraConfig: "outbox:\n  capacity_readings: 300\n") { rig in
+            try rig.vigild.start()
+            rig.broker.stop()
+            var bytes: [UInt8] = []
+            for i in 0..<200 { bytes += rig.line(i) }  // 600 readings into a 300-reading outbox
+            try await rig.device.write(bytes)
+            let evicted = await eventually(within: .seconds(20)) {
+                ((try? rig.vigild.status())?["status"]?["store"]?["evicted_total"]?.int64Value ?? 0) >= 300
+            }
+            #expect(evicted, "the oldest undelivered readings were evicted")
+            let status = try rig.vigild.status()
+            let evictedCount = status["status"]?["store"]?["evicted_total"]?.int64Value ?? 0
+            #expect(status["verdict"]?.stringValue == "attention")
+            #expect((status["problems"]?.arrayValue ?? []).contains { $0.stringValue?.contains("evicted") == true })
+
+            try rig.broker.start()
+            // One data_loss event per eviction batch; together they count every reading lost.
+            func reported() -> Int64 {
+                let events = rig.subscriber.messages.filter { $0.topic.hasSuffix("/events") }.compactMap { try? JSONValue.parse($0.payload) }
+                var byAt: [String: Int64] = [:]  // de-duplicate redeliveries of the same event
+                for e in events where e["kind"]?.stringValue == "data_loss" {
+                    byAt[e.serialized] = e["count"]?.int64Value ?? 0
+                }
+                return byAt.values.reduce(0, +)
+            }
+            let allReported = await eventually(within: .seconds(20)) { reported() == evictedCount }
+            #expect(allReported, "every eviction is counted upstream: \(reported()) of \(evictedCount)")
+            // What survived is the newest readings, and all of it arrives.
+            let kept = 600 - Int(evictedCount)
+            let arrived = await eventually(within: .seconds(20)) { Set(rig.readings.map(\.id)).count >= kept }
+            #expect(arrived)
+            let newest = rig.start.adding(seconds: 199).iso8601
+            #expect(rig.readings.contains { $0.measuredAt == newest }, "the newest readings are the ones kept")
+            #expect(!rig.readings.contains { $0.measuredAt == rig.start.iso8601 }, "the oldest were evicted")
+        }
+    }
+
     @Test func aMalformedConfigNamesTheFileLineAndFieldAndExits78() throws {
         let dir = makeTemporaryDirectory()
         let path = dir + "/vigild.yaml"

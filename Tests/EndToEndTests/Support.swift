@@ -55,7 +55,7 @@ final class Rig {
     /// Device times start here, one second per line, so every line is a distinct reading.
     let start: Timestamp
 
-    init(persistentBroker: Bool = false, carePlans: [String: String] = [:]) async throws {
+    init(persistentBroker: Bool = false, carePlans: [String: String] = [:], extraConfig: String = "") async throws {
         broker = try MosquittoBroker(options: .init(persistence: persistentBroker))
         try broker.start()
         let dir = makeTemporaryDirectory()
@@ -64,7 +64,7 @@ final class Rig {
         vigild = try VigildProcess(
             brokerPort: broker.port,
             devices: [.init(id: "rad8-test", port: devicePath, patient: "patient-e2e")],
-            carePlans: carePlans)
+            carePlans: carePlans, extraConfig: extraConfig)
         subscriber = try await TestSubscriber.start(
             broker: broker, filter: "vigil/v1/#", clientID: "e2e-subscriber-\(getpid())", cleanSession: !persistentBroker)
         // Whole seconds, as the device's clock shows them.
@@ -87,9 +87,9 @@ final class Rig {
 
 extension Rig {
     /// Runs `body` with a fresh rig and always tears it down, even when `body` throws.
-    static func with(persistentBroker: Bool = false, carePlans: [String: String] = [:],
+    static func with(persistentBroker: Bool = false, carePlans: [String: String] = [:], extraConfig: String = "",
                      _ body: (Rig) async throws -> Void) async throws {
-        let rig = try await Rig(persistentBroker: persistentBroker, carePlans: carePlans)
+        let rig = try await Rig(persistentBroker: persistentBroker, carePlans: carePlans, extraConfig: extraConfig)
         do {
             try await body(rig)
         } catch {
