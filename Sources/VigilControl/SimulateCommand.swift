@@ -3,6 +3,7 @@ import DeviceDecoding
 @preconcurrency import Dispatch
 import Glibc
 import SerialLink
+import VitalSigns
 
 /// `vigilctl simulate`: a serial device made of a capture file and a pseudo-terminal, for
 /// the demo and for bench tests without hardware.
@@ -28,6 +29,9 @@ struct Simulate: AsyncParsableCommand {
     @Flag(help: "Start again from the first record after the last.")
     var loop = false
 
+    @Flag(help: "Print the device path as one JSON object instead of text.")
+    var json = false
+
     func validate() throws {
         guard speed.isFinite, speed >= 0 else { throw ValidationError("--speed must be 0 or a positive number") }
     }
@@ -36,9 +40,19 @@ struct Simulate: AsyncParsableCommand {
         let records = try Self.load(capture)
         let pty = try PseudoTerminal(linkPath: link, holdSlaveOpen: true)
         defer { pty.close() }
-        say("device: \(pty.slavePath)")
-        if let link { say("link: \(link) -> \(pty.slavePath)") }
-        say("playing \(records.count) records from \(capture) at \(speed == 0 ? "full speed" : "\(speed)×")\(loop ? ", looping" : "")")
+        if json {
+            let linkValue: JSONValue = link.map { JSONValue.string($0) } ?? .null
+            let members: [(String, JSONValue)] = [
+                ("device", .string(pty.slavePath)), ("link", linkValue), ("records", .int(Int64(records.count))),
+                ("speed", .double(speed)), ("loop", .bool(loop)),
+            ]
+            let doc = JSONValue.object(members)
+            say(doc.serialized)
+        } else {
+            say("device: \(pty.slavePath)")
+            if let link { say("link: \(link) -> \(pty.slavePath)") }
+        }
+        if !json { say("playing \(records.count) records from \(capture) at \(speed == 0 ? "full speed" : "\(speed)×")\(loop ? ", looping" : "")") }
 
         let replayer = CaptureReplayer(records: records, speed: speed == 0 ? nil : speed, loop: loop)
         let signals = Self.signals([SIGINT, SIGTERM])

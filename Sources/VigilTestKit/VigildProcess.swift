@@ -83,7 +83,8 @@ public final class VigildProcess: @unchecked Sendable {
         pid = try MosquittoBroker.spawn([Self.binDirectory + "/vigild", "--config", configPath], log: logPath)
         let deadline = MosquittoBroker.monotonicMilliseconds() + Int64(timeoutSeconds * 1000)
         while MosquittoBroker.monotonicMilliseconds() < deadline {
-            if (try? ctl(["status", "--json"]))?.output.contains("\"verdict\"") == true { return }
+            if (try? Self.run([Self.binDirectory + "/vigilctl", "status", "--json", "--socket", controlSocket], quiet: true))?
+                .output.contains("\"verdict\"") == true { return }
             var status: Int32 = 0
             if waitpid(pid, &status, WNOHANG) == pid {
                 pid = 0
@@ -127,8 +128,9 @@ public final class VigildProcess: @unchecked Sendable {
         (try? Fixtures.readFile(logPath)).map { String(decoding: $0, as: UTF8.self) } ?? ""
     }
 
-    /// Runs a program to completion, capturing stdout (stderr goes to the test's stderr).
-    public static func run(_ argv: [String], environment: [String]? = nil) throws(MosquittoBrokerError) -> (status: Int32, output: String) {
+    /// Runs a program to completion, capturing stdout (stderr goes to the test's stderr, or
+    /// to /dev/null when `quiet`).
+    public static func run(_ argv: [String], environment: [String]? = nil, quiet: Bool = false) throws(MosquittoBrokerError) -> (status: Int32, output: String) {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw MosquittoBrokerError("pipe", errno: errno, "cannot create a pipe") }
         var actions = posix_spawn_file_actions_t()
@@ -136,6 +138,7 @@ public final class VigildProcess: @unchecked Sendable {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
+        if quiet { posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0) }
         let cArgs = argv.map { strdup($0) }
         defer { for a in cArgs { free(a) } }
         var argvC: [UnsafeMutablePointer<CChar>?] = cArgs + [nil]
