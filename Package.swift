@@ -64,7 +64,7 @@ let package = Package(
 
         // Tests mirror the targets.
         .testTarget(name: "VitalSignsTests", dependencies: ["VitalSigns"]),
-        .testTarget(name: "StrictYAMLTests", dependencies: ["StrictYAML"]),
+        .testTarget(name: "StrictYAMLTests", dependencies: ["StrictYAML", "VigilTestKit"]),
         .testTarget(name: "DeviceDecodingTests", dependencies: ["DeviceDecoding", "DeviceProfiles", "StrictYAML", "VigilTestKit"]),
         .testTarget(name: "ClinicalRulesTests", dependencies: ["ClinicalRules", "StrictYAML", "VitalSigns"]),
         .testTarget(name: "ReadingStoreTests", dependencies: [

@@ -124,9 +124,9 @@ public struct ThresholdRule: Sendable, Hashable, Decodable {
             throw DecodingError.dataCorruptedError(
                 forKey: .below, in: c, debugDescription: "give exactly one of 'below' or 'above'")
         }
-        guard limit.isFinite else {
+        guard limit.isFinite, abs(limit) < 1_000_000 else {
             throw DecodingError.dataCorruptedError(forKey: direction == .below ? .below : .above, in: c,
-                                                   debugDescription: "the limit must be a finite number")
+                                                   debugDescription: "the limit must be a number between -1000000 and 1000000")
         }
         severity = try c.decode(Severity.self, forKey: .severity)
         sustainedSeconds = try c.decodeIfPresent(Int64.self, forKey: .sustainedSeconds) ?? 0
@@ -135,7 +135,7 @@ public struct ThresholdRule: Sendable, Hashable, Decodable {
                 forKey: .sustainedSeconds, in: c, debugDescription: "must be between 0 and 86400 seconds")
         }
         hysteresis = try c.decodeIfPresent(Double.self, forKey: .hysteresis) ?? 0
-        guard hysteresis.isFinite, hysteresis >= 0 else {
+        guard hysteresis.isFinite, hysteresis >= 0, hysteresis < 1_000_000 else {
             throw DecodingError.dataCorruptedError(forKey: .hysteresis, in: c, debugDescription: "must be zero or more")
         }
         maxGapSeconds = try c.decodeIfPresent(Int64.self, forKey: .maxGapSeconds) ?? 10
@@ -157,7 +157,10 @@ public struct ThresholdRule: Sendable, Hashable, Decodable {
 
     /// A summary with no patient data, for example "spo2 below 90 % for 60 s".
     public var summary: String {
-        let limitText = limit == limit.rounded() ? String(Int64(limit)) : String(limit)
+        // Limits are bounded at decode time, but format without an Int64 conversion anyway:
+        // a summary must never be able to trap.
+        var limitText = String(limit)
+        if limitText.hasSuffix(".0") { limitText.removeLast(2) }
         var s = "\(vital.key) \(direction.rawValue) \(limitText) \(vital.unit)"
         if sustainedSeconds > 0 { s += " for \(sustainedSeconds) s" }
         return s

@@ -95,6 +95,7 @@ public final class ReadingStore: OutboxSource {
     private let writer: StoreWriter
     private let reader: Mutex<SQLiteConnection>
     private let logger: Logger
+    private let clock: @Sendable () -> Timestamp
     /// The database file path.
     public let path: String
     /// The migrations this open applied, in order (empty when the schema was already current).
@@ -110,6 +111,7 @@ public final class ReadingStore: OutboxSource {
     public init(options: StoreOptions, logger: Logger) throws(StoreError) {
         self.path = options.path
         self.logger = logger
+        self.clock = options.clock
         let db = try SQLiteConnection(path: options.path, readOnly: false, create: true)
         try Self.configure(db, options: options, readOnly: false)
         let applied = try Schema.migrate(db) { options.clock().millisecondsSinceEpoch }
@@ -191,14 +193,44 @@ public final class ReadingStore: OutboxSource {
 
     /// Undelivered items of `lane` with a sequence greater than `after`, in sequence (commit)
     /// order, at most `limit`. Readings come in rowid order, which keeps each device's order.
+    ///
+    /// A row that cannot be decoded (a damaged payload, a vital this build does not know) must
+    /// not stall the outbox for ever: it is quarantined — taken out of the outbox, kept in the
+    /// database, and reported upstream as a `corrupt_row` gateway event with its lane and
+    /// sequence — and the rows after it flow on.
     public func pending(lane: OutboxLane, after: Int64, limit: Int) async throws(StoreError) -> [OutboxItem] {
-        try pendingNow(lane: lane, after: after, limit: limit)
+        let (items, corrupt) = try pendingRows(lane: lane, after: after, limit: limit, skipCorrupt: true)
+        if !corrupt.isEmpty {
+            try await quarantine(corrupt, lane: lane)
+        }
+        return items
+    }
+
+    /// Takes undecodable rows out of the outbox (marked delivered, so they leave the lane but
+    /// stay in the table as evidence) and commits one `corrupt_row` event naming them.
+    private func quarantine(_ rows: [(sequence: Int64, reason: String)], lane: OutboxLane) async throws(StoreError) {
+        logger.error("outbox rows quarantined: they cannot be decoded", metadata: [
+            "outbox.lane": "\(lane)", "rows": "\(rows.count)", "first.seq": "\(rows[0].sequence)",
+        ])
+        let event = GatewayEvent(
+            kind: "corrupt_row", at: clock(), count: Int64(rows.count),
+            detail: ["lane": "\(lane)", "sequences": rows.map { String($0.sequence) }.joined(separator: ","),
+                     "reason": rows[0].reason])
+        try await commit(events: [event])
+        try await markDelivered(rows.map { OutboxKey(lane: lane, sequence: $0.sequence) })
     }
 
     /// The synchronous form of `pending(lane:after:limit:)`.
     public func pendingNow(lane: OutboxLane, after: Int64, limit: Int) throws(StoreError) -> [OutboxItem] {
-        guard limit > 0 else { return [] }
-        return try read { (db) throws(StoreError) in
+        try pendingRows(lane: lane, after: after, limit: limit, skipCorrupt: false).items
+    }
+
+    private func pendingRows(lane: OutboxLane, after: Int64, limit: Int, skipCorrupt: Bool) throws(StoreError)
+        -> (items: [OutboxItem], corrupt: [(sequence: Int64, reason: String)])
+    {
+        guard limit > 0 else { return ([], []) }
+        var corrupt: [(sequence: Int64, reason: String)] = []
+        let items = try read { (db) throws(StoreError) in
             switch lane {
             case .readings:
                 try db.withStatement("""
@@ -209,8 +241,12 @@ public final class ReadingStore: OutboxSource {
                     try s.bind(2, Int64(limit))
                     var items: [OutboxItem] = []
                     while try s.step() {
-                        let (sequence, reading) = try Self.reading(from: s)
-                        items.append(OutboxItem(key: OutboxKey(lane: .readings, sequence: sequence), payload: .reading(reading)))
+                        do throws(StoreError) {
+                            let (sequence, reading) = try Self.reading(from: s)
+                            items.append(OutboxItem(key: OutboxKey(lane: .readings, sequence: sequence), payload: .reading(reading)))
+                        } catch where skipCorrupt && error.code == .corruptRow {
+                            corrupt.append((s.int64(0), error.message))
+                        }
                     }
                     return items
                 }
@@ -225,15 +261,20 @@ public final class ReadingStore: OutboxSource {
                     while try s.step() {
                         let sequence = s.int64(0)
                         let row = "priority_outbox seq \(sequence)"
-                        let payload: OutboxPayload = s.text(1) == "escalation"
-                            ? .escalation(try PayloadCodec.decodeEscalation(s.blob(2), row: row))
-                            : .event(try PayloadCodec.decodeEvent(s.blob(2), row: row))
-                        items.append(OutboxItem(key: OutboxKey(lane: .priority, sequence: sequence), payload: payload))
+                        do throws(StoreError) {
+                            let payload: OutboxPayload = s.text(1) == "escalation"
+                                ? .escalation(try PayloadCodec.decodeEscalation(s.blob(2), row: row))
+                                : .event(try PayloadCodec.decodeEvent(s.blob(2), row: row))
+                            items.append(OutboxItem(key: OutboxKey(lane: .priority, sequence: sequence), payload: payload))
+                        } catch where skipCorrupt && error.code == .corruptRow {
+                            corrupt.append((sequence, error.message))
+                        }
                     }
                     return items
                 }
             }
         }
+        return (items, corrupt)
     }
 
     /// Marks items delivered (the broker's PUBACK arrived), in one transaction shared with
@@ -326,8 +367,17 @@ public final class ReadingStore: OutboxSource {
                 SELECT id, payload FROM escalations WHERE state <> 'resolved' ORDER BY opened_at, id
                 """, operation: "open escalations") { (s) throws(StoreError) in
                 var out: [Escalation] = []
+                var unreadable = 0
                 while try s.step() {
-                    out.append(try PayloadCodec.decodeEscalation(s.blob(1), row: "escalations row"))
+                    // One damaged row must not stop the daemon from starting: skip it, say so.
+                    do throws(StoreError) {
+                        out.append(try PayloadCodec.decodeEscalation(s.blob(1), row: "escalations row"))
+                    } catch where error.code == .corruptRow {
+                        unreadable += 1
+                    }
+                }
+                if unreadable > 0 {
+                    logger.error("open escalations skipped: their stored rows cannot be decoded", metadata: ["rows": "\(unreadable)"])
                 }
                 return out
             }

@@ -1,26 +1,17 @@
+public import DeviceDecoding
 /// Plays recorded bytes into a pseudo-terminal with their original timing, as the device did.
 ///
-/// Records are `(offset, bytes)` pairs, the form of `DeviceDecoding.Capture` records (the
-/// link knows nothing of decoders, so callers map one to the other).
+/// Records are those of a `Capture` (the firmware-fixtures format); the replayer knows
+/// nothing of what the bytes mean.
 public struct CaptureReplayer: Sendable {
-    public struct Record: Sendable, Hashable {
-        /// Milliseconds since the start of the capture.
-        public var offsetMilliseconds: Int64
-        public var bytes: [UInt8]
-        public init(offsetMilliseconds: Int64, bytes: [UInt8]) {
-            self.offsetMilliseconds = offsetMilliseconds
-            self.bytes = bytes
-        }
-    }
-
-    public var records: [Record]
+    public var records: [Capture.Record]
     /// Time scale: 2 plays twice as fast; nil writes everything as fast as the pty accepts it.
     public var speed: Double?
     /// Start again from the first record after the last (one second later, as the device's
     /// next line would come).
     public var loop: Bool
 
-    public init(records: [Record], speed: Double? = 1, loop: Bool = false) {
+    public init(records: [Capture.Record], speed: Double? = 1, loop: Bool = false) {
         self.records = records
         self.speed = speed.flatMap { $0 > 0 ? $0 : nil }
         self.loop = loop

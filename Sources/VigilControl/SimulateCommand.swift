@@ -33,7 +33,9 @@ struct Simulate: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        guard speed.isFinite, speed >= 0 else { throw ValidationError("--speed must be 0 or a positive number") }
+        guard speed.isFinite, speed == 0 || (0.01...1000).contains(speed) else {
+            throw ValidationError("--speed must be 0 (as fast as possible) or between 0.01 and 1000")
+        }
     }
 
     func run() async throws {
@@ -75,7 +77,7 @@ struct Simulate: AsyncParsableCommand {
     }
 
     /// Reads and parses a capture file into replay records.
-    static func load(_ path: String) throws -> [CaptureReplayer.Record] {
+    static func load(_ path: String) throws -> [Capture.Record] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw SimulateError("cannot open \(path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
@@ -93,7 +95,7 @@ struct Simulate: AsyncParsableCommand {
         do {
             let parsed = try Capture.parse(String(decoding: bytes, as: UTF8.self))
             guard !parsed.records.isEmpty else { throw SimulateError("\(path) holds no records") }
-            return parsed.records.map { .init(offsetMilliseconds: $0.offsetMilliseconds, bytes: $0.bytes) }
+            return parsed.records
         } catch let error as CaptureError {
             throw SimulateError("\(path): \(error)")
         }

@@ -91,9 +91,11 @@ struct VigilConfig: Decodable, Sendable {
             passwordFile = try c.decodeIfPresent(String.self, forKey: .passwordFile)
             reconnectMinMilliseconds = try c.decodeIfPresent(Int.self, forKey: .reconnectMinMilliseconds) ?? 500
             reconnectMaxMilliseconds = try c.decodeIfPresent(Int.self, forKey: .reconnectMaxMilliseconds) ?? 30_000
-            guard reconnectMinMilliseconds >= 50, reconnectMaxMilliseconds >= reconnectMinMilliseconds else {
+            guard (50...3_600_000).contains(reconnectMinMilliseconds),
+                  (reconnectMinMilliseconds...3_600_000).contains(reconnectMaxMilliseconds) else {
                 throw DecodingError.dataCorruptedError(
-                    forKey: .reconnectMaxMilliseconds, in: c, debugDescription: "needs reconnect_min_ms ≥ 50 and reconnect_max_ms ≥ reconnect_min_ms")
+                    forKey: .reconnectMaxMilliseconds, in: c,
+                    debugDescription: "needs 50 ≤ reconnect_min_ms ≤ reconnect_max_ms ≤ 3600000")
             }
         }
     }
@@ -112,8 +114,8 @@ struct VigilConfig: Decodable, Sendable {
         init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
             capacityReadings = try c.decodeIfPresent(Int.self, forKey: .capacityReadings) ?? Outbox.defaultCapacity
-            guard capacityReadings >= 100 else {
-                throw DecodingError.dataCorruptedError(forKey: .capacityReadings, in: c, debugDescription: "must be at least 100")
+            guard (100...1_000_000_000).contains(capacityReadings) else {
+                throw DecodingError.dataCorruptedError(forKey: .capacityReadings, in: c, debugDescription: "must be between 100 and 1000000000")
             }
             maxInFlight = try c.decodeIfPresent(Int.self, forKey: .maxInFlight) ?? 256
             guard (1...65_535).contains(maxInFlight) else {

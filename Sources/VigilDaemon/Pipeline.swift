@@ -95,30 +95,21 @@ struct DevicePipeline: Service {
                 }
             }
             if !readings.isEmpty {
-                // 3. COMMIT: durable before anything else sees the readings.
-                do {
-                    try await p.store.commit(readings)
-                } catch {
-                    p.logger.error("readings could not be stored", metadata: [
-                        "device.id": "\(p.device.id)", "readings": "\(readings.count)", "error": "\(error)",
-                    ])
-                    await p.board.recordError(p.device.id, "database: \(error)")
-                    return
-                }
+                // 3. COMMIT: durable before anything else sees the readings. A failed commit
+                //    (disk full, a lock held too long) is retried: the device's next bytes wait
+                //    in the kernel meanwhile, because the link reads only on demand.
+                guard await p.durably("readings", { try await p.store.commit(readings) }) else { return }
                 // 4. EVALUATE the committed readings against the patient's care plan.
                 let escalations = await p.rules.evaluate(readings)
-                // 5. COMMIT the escalations into the priority lane.
+                // 5. COMMIT the escalations into the priority lane, retrying likewise: the rule
+                //    state has moved on, so this escalation exists nowhere else.
                 if !escalations.isEmpty {
-                    do {
-                        try await p.store.commit(escalations: escalations)
-                        for e in escalations {
-                            p.logger.notice("escalation \(e.state.rawValue)", metadata: [
-                                "escalation.id": "\(e.id)", "rule": "\(e.rule)", "severity": "\(e.severity)",
-                                "device.id": "\(p.device.id)",
-                            ])
-                        }
-                    } catch {
-                        p.logger.critical("escalation could not be stored", metadata: ["error": "\(error)"])
+                    guard await p.durably("escalations", { try await p.store.commit(escalations: escalations) }) else { return }
+                    for e in escalations {
+                        p.logger.notice("escalation \(e.state.rawValue)", metadata: [
+                            "escalation.id": "\(e.id)", "rule": "\(e.rule)", "severity": "\(e.severity)",
+                            "device.id": "\(p.device.id)",
+                        ])
                     }
                 }
                 // 6. Wake the forwarder.
@@ -127,6 +118,36 @@ struct DevicePipeline: Service {
             await p.board.recordChunk(
                 p.device.id, bytes: bytes, readings: readings.count, rejected: rejected, implausible: implausible,
                 lastReadingAt: readings.isEmpty ? nil : receivedAt)
+        }
+    }
+}
+
+extension DevicePipeline {
+    /// Runs a commit until it succeeds, backing off from 50 ms to 5 s between attempts.
+    /// Returns false only if the task was cancelled first (shutdown): the rows were then never
+    /// committed, and an escalation among them is recovered by the rule-state rebuild at the
+    /// next start.
+    func durably(_ what: String, _ commit: () async throws -> Void) async -> Bool {
+        var delay = Duration.milliseconds(50)
+        var attempt = 0
+        while true {
+            do {
+                try await commit()
+                if attempt > 0 {
+                    logger.notice("commit succeeded after retries", metadata: ["device.id": "\(device.id)", "what": "\(what)", "attempts": "\(attempt + 1)"])
+                }
+                return true
+            } catch {
+                attempt += 1
+                if attempt == 1 || attempt.isMultiple(of: 20) {
+                    logger.error("commit failed; retrying", metadata: [
+                        "device.id": "\(device.id)", "what": "\(what)", "attempt": "\(attempt)", "error": "\(error)",
+                    ])
+                    await board.recordError(device.id, "database: \(error)")
+                }
+                do { try await Task.sleep(for: delay) } catch { return false }
+                delay = min(delay * 2, .seconds(5))
+            }
         }
     }
 }

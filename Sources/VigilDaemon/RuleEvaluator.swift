@@ -41,10 +41,16 @@ actor RuleEvaluator {
             engine.restore(open: open.filter { $0.patient == patient })
             engines[patient] = engine
         }
+        // The replay window can begin inside an episode that has since been stored and
+        // resolved: replaying from its middle opens a look-alike with a new ID (its openedAt
+        // differs) and resolves it again. A pair opened *and* resolved within the replay is
+        // therefore never news; neither is a resolve of an ID the store does not know.
+        let events = evaluate(recent)
+        let resolvedInReplay = Set(events.filter { $0.state == .resolved }.map(\.id))
         var missing: [Escalation] = []
-        for event in evaluate(recent) {
+        for event in events {
             switch (event.state, known(event.id)) {
-            case (.open, nil): missing.append(event)
+            case (.open, nil) where !resolvedInReplay.contains(event.id): missing.append(event)
             case (.resolved, .some(let s)) where s != .resolved: missing.append(event)
             default: break
             }

@@ -1,4 +1,5 @@
 import DeviceDecoding
+import VigilTestKit
 import Testing
 import VitalSigns
 
@@ -160,18 +161,6 @@ struct MasimoDecoderTests {
         #expect(makeDecoder(named: "masimo-ascii1") is MasimoASCIIDecoder)
         #expect(makeDecoder(named: "nonin-2") == nil)
         #expect(streamDecoderNames.allSatisfy { makeDecoder(named: $0) != nil })
-    }
-}
-
-/// A small deterministic PRNG (SplitMix64) so the fuzz loop is reproducible.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

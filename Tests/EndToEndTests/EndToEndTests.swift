@@ -198,6 +198,36 @@ private let spo2Plan = """
         }
     }
 
+    @Test func aRestartJustAfterAnEpisodeResolvedRaisesNoPhantomEscalation() async throws {
+        // Sustained 0 s and a 10 s gap: the rebuild replays the last 10 s, which begin inside
+        // the episode below. Replaying from its middle must not open a look-alike.
+        let plan = """
+            patient: patient-e2e
+            version: 1
+            thresholds:
+              - {id: spo2-low, vital: spo2, below: 90, severity: urgent, max_gap_seconds: 10}
+            """
+        try await Rig.with(carePlans: ["patient-e2e.yaml": plan]) { rig in
+            try rig.vigild.start()
+            let now = wallClock().millisecondsSinceEpoch / 1000
+            var bytes: [UInt8] = []
+            for s in Int64(-8)...(-3) { bytes += rad8Line(CivilDateTime(utc: Timestamp(secondsSinceEpoch: now + s)), spo2: 85) }
+            bytes += rad8Line(CivilDateTime(utc: Timestamp(secondsSinceEpoch: now - 2)), spo2: 97)
+            try await rig.device.write(bytes)
+            let resolved = await eventually(within: .seconds(10)) {
+                rig.subscriber.messages.filter(isEscalation).contains { $0.text.contains("\"resolved\"") }
+            }
+            #expect(resolved)
+            rig.vigild.terminate()
+            try rig.vigild.start()
+            let status = try rig.vigild.status()
+            #expect(status["status"]?["escalations"]?["open"]?.int64Value == 0, "no escalation reopened by the rebuild")
+            try await Task.sleep(for: .milliseconds(500))
+            let ids = Set(rig.subscriber.messages.filter(isEscalation).compactMap { try? JSONValue.parse($0.payload)["id"]?.stringValue })
+            #expect(ids.count == 1, "only the real episode was ever sent: \(ids)")
+        }
+    }
+
     @Test func aFullOutboxEvictsOldestUndeliveredReadingsAndReportsTheLossUpstream() async throws {
         try await Rig.with(persistentBroker: true, extraConfig: "outbox:\n  capacity_readings: 300\n") { rig in
             try rig.vigild.start()

@@ -259,7 +259,7 @@ struct FixtureReplayTests {
             } catch {}
             return out + decoder.finish()
         }
-        let replayer = CaptureReplayer(records: capture.records.map { .init(offsetMilliseconds: $0.offsetMilliseconds, bytes: $0.bytes) },
+        let replayer = CaptureReplayer(records: capture.records,
                                        speed: speed)
         try await replayer.run(into: pty)
         // Unplug once every byte has been read, so finish() sees the stream's true end.
