@@ -396,6 +396,7 @@ def vigil_arrivals(lines_raw: list[bytes], lines: Lines, device: str):
     first: dict[int, int] = {}
     count: dict[int, int] = {}
     ids: dict[int, set] = {}
+    received: dict[int, int] = {}
     unmatched = 0
     for ns, _topic, payload in parse_arrivals(lines_raw, "/readings"):
         try:
@@ -413,7 +414,17 @@ def vigil_arrivals(lines_raw: list[bytes], lines: Lines, device: str):
         ids.setdefault(i, set()).add(msg.get("id"))
         if i not in first or ns < first[i]:
             first[i] = ns
-    return first, count, ids, unmatched
+            received[i] = iso_ms_to_ns(msg.get("received_at", ""))
+    return first, count, ids, received, unmatched
+
+
+def iso_ms_to_ns(text: str) -> int:
+    """`2026-11-25T11:48:15.123Z` → unix ns (0 if unreadable)."""
+    try:
+        t = dt.datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        return 0
+    return int(t.timestamp()) * 1_000_000_000 + t.microsecond * 1000
 
 
 def run_vigil(args, broker: Broker, work: str, tag: str, lines: Lines, rate: float | None) -> dict:
@@ -427,6 +438,7 @@ def run_vigil(args, broker: Broker, work: str, tag: str, lines: Lines, rate: flo
     try:
         v.start()
         io0 = v.write_bytes()
+        idle_rss = int(v.proc_file("status")["VmRSS"].split()[0])
         log(f"{tag}: vigild open; writing {lines.n} lines" + (f" at {rate:g}/s" if rate else " as fast as the pty takes them"))
         sent = write_lines(pty, lines, rate)
         wait_arrivals(sub, lines.n, timeout=max(60, lines.n / 500), quiet=15)
@@ -438,14 +450,22 @@ def run_vigil(args, broker: Broker, work: str, tag: str, lines: Lines, rate: flo
         status = v.status() or {}
         io1 = v.write_bytes()
         hwm = v.vm_hwm_kib()
+        anon_end = int(v.proc_file("status")["RssAnon"].split()[0])
     finally:
         v.stop()
         raw = sub.close()
         pty.close()
-    first, _count, _ids, unmatched = vigil_arrivals(raw, lines, device)
+    first, _count, _ids, received, unmatched = vigil_arrivals(raw, lines, device)
     store = status.get("store", {})
+    # Split the latency at vigild's read(2) (`received_at`, millisecond resolution, so each
+    # part is uncertain by up to 1 ms): pty queue + wake-up, then decode → commit → publish.
+    to_read = [(received[i] - sent[i]) / 1e6 for i in first if received.get(i)]
+    after_read = [(first[i] - received[i]) / 1e6 for i in first if received.get(i)]
     return summarise(f"vigil-{tag}", lines, sent, first, {
-        "rss_mib": hwm / 1024, "disk_b_per_reading": (io1 - io0) / lines.n,
+        "rss_mib": hwm / 1024, "idle_rss_mib": idle_rss / 1024, "anon_end_mib": anon_end / 1024,
+        "disk_b_per_reading": (io1 - io0) / lines.n,
+        "write_to_read_p50_ms": percentile(to_read, 50), "read_to_arrival_p50_ms": percentile(after_read, 50),
+        "read_to_arrival_p99_ms": percentile(after_read, 99),
         "transactions": store.get("transactions"), "db_bytes": store.get("size_bytes"), "unmatched": unmatched,
     })
 
@@ -530,7 +550,7 @@ def run_kill(args, broker: Broker, work: str, kills: int) -> dict:
         v.stop()
         raw = sub.close()
         pty.close()
-    first, count, ids, unmatched = vigil_arrivals(raw, lines, device)
+    first, count, ids, _received, unmatched = vigil_arrivals(raw, lines, device)
     lost = [i for i in range(n) if i not in first]
     dups = sum(c - 1 for c in count.values() if c > 1)
     dup_lines = sum(1 for c in count.values() if c > 1)
@@ -564,12 +584,17 @@ def report(args, results: dict, sizes: dict) -> None:
         ("p99 latency, throughput run (ms)", fmt(tv["p99_ms"], 1), fmt(tb["p99_ms"], 1), fmt(tv["p99_ms"] / tb["p99_ms"], 2)),
         ("lost", fmt(tv["lost"]), fmt(tb["lost"]), ""),
         ("peak RSS (MiB, VmHWM)", fmt(tv["rss_mib"], 1), fmt(tb["rss_mib"], 1) + " (mosquitto_pub)", ""),
+        ("  RSS once the device is open / anonymous RSS at end (MiB)", f'{fmt(tv["idle_rss_mib"], 1)} / {fmt(tv["anon_end_mib"], 1)}', "", ""),
         ("disk writes per reading (bytes)", fmt(tv["disk_b_per_reading"], 0), "0", ""),
         (f"p50 latency at {args.latency_rate:g}/s (ms)", fmt(lv["p50_ms"], 2), fmt(lb["p50_ms"], 2) if lb else "n/a",
          fmt(lv["p50_ms"] / lb["p50_ms"], 2) if lb else ""),
         (f"p99 latency at {args.latency_rate:g}/s (ms)", fmt(lv["p99_ms"], 2), fmt(lb["p99_ms"], 2) if lb else "n/a",
          fmt(lv["p99_ms"] / lb["p99_ms"], 2) if lb else ""),
         (f"lost at {args.latency_rate:g}/s", fmt(lv["lost"]), fmt(lb["lost"]) if lb else "n/a", ""),
+        (f"  at {args.latency_rate:g}/s, p50 / p99 vigild read(2) -> arrival (ms, +-1)",
+         f'{fmt(lv["read_to_arrival_p50_ms"], 1)} / {fmt(lv["read_to_arrival_p99_ms"], 1)}', "", ""),
+        (f"peak RSS at {args.latency_rate:g}/s (MiB, VmHWM)", fmt(lv["rss_mib"], 1), "", ""),
+        (f"disk writes per reading at {args.latency_rate:g}/s (bytes)", fmt(lv["disk_b_per_reading"], 0), "0", ""),
     ]
     head = ("figure", "Vigil", "baseline", "ratio")
     w = [max(len(r[i]) for r in rows + [head]) for i in range(4)]
@@ -579,9 +604,10 @@ def report(args, results: dict, sizes: dict) -> None:
     print("  ".join("-" * w[i] for i in range(4)))
     for r in rows:
         print("  ".join(c.ljust(w[i]) for i, c in enumerate(r)))
-    print(f"vigild: {tv['transactions']} store transactions for {tv['n']:,} readings "
-          f"({tv['n'] / tv['transactions']:.1f} readings per commit), database {fmt(tv['db_bytes'])} bytes"
-          if tv.get("transactions") else "")
+    for r in (tv, lv):
+        if r.get("transactions"):
+            print(f"vigild: {r['transactions']:,} store transactions (ingest and delivery marks) for {r['n']:,} readings "
+                  f"({r['n'] / r['transactions']:.1f} readings per transaction), database {fmt(r['db_bytes'])} bytes")
     print(f"binaries (stripped): vigild {sizes['vigild']}, vigilctl {sizes['vigilctl']}")
     k = results.get("kill")
     if k:
