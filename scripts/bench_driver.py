@@ -681,6 +681,7 @@ def main() -> int:
         return 0
     except KeyboardInterrupt:
         log("interrupted")
+        ok = True  # nothing is broken: remove the files unless --keep
         return 130
     except Exception as e:  # report, clean up, and fail
         log(f"error: {e}")
