@@ -28,6 +28,8 @@ public struct StoreOptions: Sendable {
     public var busyTimeoutMilliseconds: Int
     /// The wall clock, for migration and data-loss timestamps. Injectable for tests.
     public var clock: @Sendable () -> Timestamp
+    /// Page cache per connection, in KiB (`PRAGMA cache_size = -N`). Default 512.
+    public var cacheKiBPerConnection: Int = 512
 
     public init(path: String, capacityReadings: Int = 10_368_000, evictionHeadroom: Double = 0.01,
                 evictionChunk: Int = 10_000, groupCommitWindow: Duration = .zero,
@@ -148,6 +150,10 @@ public final class ReadingStore: OutboxSource {
         }
         let timeout = max(0, options.busyTimeoutMilliseconds)
         _ = try db.pragma("busy_timeout = \(timeout)", operation: operation)
+        // A bounded page cache per connection (SQLite's default is 2 MB each): the gateway
+        // has 512 MB in all, and the hot pages (outbox tail, counters) are few.
+        let cacheKiB = max(64, options.cacheKiBPerConnection)
+        _ = try db.pragma("cache_size = -\(cacheKiB)", operation: operation)
         try require("busy_timeout", "\(timeout)", try db.pragma("busy_timeout", operation: operation))
         if readOnly {
             // A read-only connection cannot change the journal mode; it must find WAL.

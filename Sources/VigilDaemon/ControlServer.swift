@@ -26,6 +26,10 @@ final class ControlServer: @unchecked Sendable {
     private let handler: Handler
     private let logger: Logger
     private let listener = Mutex<(fd: Int32, stopping: Bool)>((-1, false))
+    /// Requests being answered; more than `maxConcurrentRequests` are refused at once, so a
+    /// flood of callers cannot pile up work on the daemon.
+    private let inFlight = Atomic<Int>(0)
+    static let maxConcurrentRequests = 4
     private var thread: pthread_t?
 
     static let maxRequestBytes = 64 * 1024
@@ -85,7 +89,8 @@ final class ControlServer: @unchecked Sendable {
         thread = t
     }
 
-    /// Stops accepting, joins the thread and removes the socket file.
+    /// Stops accepting, joins the thread (at most one poll interval plus one request's 2 s
+    /// read deadline) and removes the socket file.
     func stop() {
         let fd: Int32 = listener.withLock {
             $0.stopping = true
@@ -155,19 +160,30 @@ final class ControlServer: @unchecked Sendable {
             Self.reply(client, .object([("ok", false), ("error", .string("\(error)"))]))
             return
         }
+        guard inFlight.add(1, ordering: .acquiringAndReleasing).newValue <= Self.maxConcurrentRequests else {
+            inFlight.subtract(1, ordering: .acquiringAndReleasing)
+            Self.reply(client, .object([("ok", false), ("error", "busy: too many requests at once; try again")]))
+            return
+        }
         let handler = self.handler
-        Task {
+        Task { [self] in
             let response = await handler(request, caller)
             Self.reply(client, response)
+            inFlight.subtract(1, ordering: .acquiringAndReleasing)
         }
     }
 
+    /// Reads one request line within a total deadline, so a client that trickles bytes cannot
+    /// hold the accept thread (and with it every other caller, and shutdown).
     private static func readLine(_ fd: Int32, timeoutMilliseconds: Int32) -> [UInt8]? {
         var data: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
+        let deadline = monotonicMilliseconds() + Int64(timeoutMilliseconds)
         while data.count <= maxRequestBytes {
+            let remaining = deadline - monotonicMilliseconds()
+            guard remaining > 0 else { return nil }
             var pfd = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&pfd, 1, timeoutMilliseconds)
+            let ready = poll(&pfd, 1, Int32(remaining))
             if ready < 0, errno == EINTR { continue }
             guard ready > 0 else { return nil }
             let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
@@ -177,6 +193,12 @@ final class ControlServer: @unchecked Sendable {
             if let newline = data.firstIndex(of: 0x0A) { return Array(data[..<newline]) }
         }
         return nil
+    }
+
+    private static func monotonicMilliseconds() -> Int64 {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return Int64(t.tv_sec) * 1000 + Int64(t.tv_nsec) / 1_000_000
     }
 
     private static func reply(_ fd: Int32, _ value: JSONValue) {

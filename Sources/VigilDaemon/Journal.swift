@@ -29,12 +29,34 @@ struct JournalLogHandler: LogHandler {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
         var line = syslogPrefix ? "<\(Self.priority(event.level))>" : "\(event.level) "
-        line += event.message.description
+        line += Self.escaped(event.message.description)
         for key in merged.keys.sorted() {
-            line += " \(key)=\(merged[key].map { "\($0)" } ?? "")"
+            line += " \(key)=\(Self.escaped(merged[key].map { "\($0)" } ?? ""))"
         }
         line += "\n"
         writeStderr(line)
+    }
+
+    /// One log record is one line: control characters (a newline could forge a journal
+    /// line with its own priority) are escaped, and very long values are cut.
+    static func escaped(_ text: String, limit: Int = 2048) -> String {
+        var out = ""
+        var count = 0
+        for scalar in text.unicodeScalars {
+            count += 1
+            if count > limit {
+                out += "…"
+                break
+            }
+            switch scalar.value {
+            case 0x0A: out += "\\n"
+            case 0x0D: out += "\\r"
+            case 0x09: out += "\\t"
+            case 0..<0x20, 0x7F: out += "\\x" + String(scalar.value, radix: 16)
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out
     }
 
     static func priority(_ level: Logger.Level) -> Int {

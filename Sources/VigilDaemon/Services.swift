@@ -41,14 +41,20 @@ struct ControlService: Service {
             case "ping":
                 return .object([("ok", true)])
             case let other?:
-                logger.notice("control request refused", metadata: ["command": "\(other)", "caller.uid": "\(caller.uid)"])
-                return .object([("ok", false), ("error", .string("unknown command '\(other)'; this vigild knows status and ping"))])
+                let shown = other.count > 40 ? String(other.prefix(40)) + "…" : other
+                logger.notice("control request refused", metadata: ["command": "\(shown)", "caller.uid": "\(caller.uid)"])
+                return .object([("ok", false), ("error", .string("unknown command '\(shown)'; this vigild knows status and ping"))])
             case nil:
                 return .object([("ok", false), ("error", "the request needs a \"command\" string")])
             }
         }
         try server.start()
+        // Ready once vigilctl can reach us: the store is open, rule state rebuilt, and the
+        // other services were started before this one.
+        SystemdNotifier.notify("READY=1")
         try? await gracefulShutdown()
+        // The first service to stop (after the watchdog): tell systemd the drain has begun.
+        SystemdNotifier.notify("STOPPING=1")
         server.stop()
     }
 }

@@ -48,8 +48,11 @@ let logLevel = Logger.Level(rawValue: setup.config.logLevel) ?? .info
 let toJournal = getenv("JOURNAL_STREAM") != nil
 LoggingSystem.bootstrap { label in JournalLogHandler(label: label, level: logLevel, syslogPrefix: toJournal) }
 let logger = Logger(label: "vigild")
-for problem in setup.planProblems {
-    logger.error("care plan refused", metadata: ["reason": "\(problem)"])
+// Care-plan file names may carry patient identifiers: the refusal is logged by position,
+// with the full reason (file, line, field) at debug level and from `vigild --check-config`.
+for (index, problem) in setup.planProblems.enumerated() {
+    logger.error("care plan refused: that patient has no rules in force until it is fixed (vigild --check-config shows why)", metadata: ["plan.problem": "\(index + 1)"])
+    logger.debug("care plan refused", metadata: ["reason": "\(problem)"])
 }
 
 // The durable store: opened before anything can produce a reading.
@@ -105,7 +108,11 @@ do {
 }
 let forwarder = Forwarder(
     connection: connection, source: store,
-    configuration: Forwarder.Configuration(topics: topics, maxInFlight: setup.config.outbox.maxInFlight),
+    // Delivery marks are batched for up to a second (or 256 keys): at a device's pace of one
+    // reading a second, marking each one alone would double the SD card's fsyncs. A crash
+    // loses at most a second of marks, which only means those readings are sent again.
+    configuration: Forwarder.Configuration(
+        topics: topics, maxInFlight: setup.config.outbox.maxInFlight, deliveredBatchInterval: .seconds(1)),
     logger: Logger(label: "vigild.uplink"))
 
 // Devices.
@@ -143,7 +150,7 @@ let group = ServiceGroup(configuration: .init(
 logger.info("vigild started", metadata: [
     "version": "\(VigilVersion.string)", "devices": "\(pipelines.count)", "database": "\(setup.config.paths.database)",
 ])
-SystemdNotifier.notify("READY=1\nSTATUS=reading \(pipelines.count) device(s)")
+SystemdNotifier.notify("STATUS=reading \(pipelines.count) device(s)")
 var exitCode: Int32 = 0
 do {
     try await group.run()
@@ -151,7 +158,6 @@ do {
     logger.error("a service stopped with an error", metadata: ["error": "\(error)"])
     exitCode = ExitCode.software
 }
-SystemdNotifier.notify("STOPPING=1")
 await store.close()
 logger.info("vigild stopped")
 exit(exitCode)
