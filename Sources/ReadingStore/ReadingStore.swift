@@ -173,6 +173,12 @@ public final class ReadingStore: OutboxSource {
     /// Makes readings, escalation events and gateway events durable in one transaction
     /// (shared with whatever else is queued), in that order. Returns once committed with
     /// `synchronous=FULL`. A reading whose ID is already stored is skipped.
+    /// A round trip through the writer thread (an empty transaction: nothing is written).
+    /// Returns only if the writer is alive and not wedged; the daemon's watchdog uses it.
+    public func checkWriter() async throws(StoreError) {
+        try await writer.submit(WriteRequest())
+    }
+
     public func commit(readings: [Reading] = [], escalations: [Escalation] = [],
                        events: [GatewayEvent] = []) async throws(StoreError) {
         guard !(readings.isEmpty && escalations.isEmpty && events.isEmpty) else { return }

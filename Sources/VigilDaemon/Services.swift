@@ -59,8 +59,9 @@ struct ControlService: Service {
     }
 }
 
-/// Pings systemd's watchdog (`WatchdogSec=`) at half the interval while the store answers.
-/// A daemon whose database has wedged stops pinging and is restarted.
+/// Pings systemd's watchdog (`WatchdogSec=`) at half the interval, each time after a round
+/// trip through the store's writer thread: a daemon whose writer has wedged (a hung fsync, a
+/// lock never released) stops pinging and is restarted.
 struct WatchdogService: Service {
     let store: ReadingStore
 
@@ -70,7 +71,7 @@ struct WatchdogService: Service {
             return
         }
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            if (try? store.stats()) != nil { SystemdNotifier.notify("WATCHDOG=1") }
+            if (try? await store.checkWriter()) != nil { SystemdNotifier.notify("WATCHDOG=1") }
             try? await Task.sleep(for: interval / 2)
         }
     }

@@ -156,8 +156,9 @@ public final class MosquittoBroker: @unchecked Sendable {
         }
     }
 
-    /// Spawns `argv` with stdout/stderr appended to `log` (or /dev/null).
-    static func spawn(_ argv: [String], log: String?) throws(MosquittoBrokerError) -> pid_t {
+    /// Spawns `argv` with stdout/stderr appended to `log` (or /dev/null), with this process's
+    /// environment plus `extraEnvironment` (`NAME=value` strings).
+    static func spawn(_ argv: [String], log: String?, extraEnvironment: [String] = []) throws(MosquittoBrokerError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -182,10 +183,21 @@ public final class MosquittoBroker: @unchecked Sendable {
         for sig in [SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGUSR1, SIGUSR2, SIGCHLD] { sigaddset(&defaults, sig) }
         posix_spawnattr_setsigdefault(&attr, &defaults)
         posix_spawnattr_setflags(&attr, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var environment: [String] = []
+        var e = environ
+        while let entry = e.pointee {
+            environment.append(String(cString: entry))
+            e += 1
+        }
+        let cEnv = (environment + extraEnvironment).map { strdup($0) }
+        defer { for v in cEnv { free(v) } }
+        var envC: [UnsafeMutablePointer<CChar>?] = cEnv + [nil]
         var pid: pid_t = 0
         let rc = argvC.withUnsafeMutableBufferPointer { buf -> Int32 in
-            guard let base = buf.baseAddress else { return EINVAL }
-            return posix_spawn(&pid, argv[0], &actions, &attr, base, environ)
+            envC.withUnsafeMutableBufferPointer { envBuf -> Int32 in
+                guard let base = buf.baseAddress, let envBase = envBuf.baseAddress else { return EINVAL }
+                return posix_spawn(&pid, argv[0], &actions, &attr, base, envBase)
+            }
         }
         guard rc == 0 else { throw MosquittoBrokerError("posix_spawn", errno: rc, "cannot start \(argv[0])") }
         return pid

@@ -78,9 +78,10 @@ public final class VigildProcess: @unchecked Sendable {
     public var isRunning: Bool { pid > 0 }
 
     /// Starts vigild and waits until its control socket answers.
-    public func start(timeoutSeconds: Double = 10) throws(MosquittoBrokerError) {
+    public func start(timeoutSeconds: Double = 10, environment: [String] = []) throws(MosquittoBrokerError) {
         precondition(pid == 0, "vigild already running")
-        pid = try MosquittoBroker.spawn([Self.binDirectory + "/vigild", "--config", configPath], log: logPath)
+        pid = try MosquittoBroker.spawn([Self.binDirectory + "/vigild", "--config", configPath], log: logPath,
+                                        extraEnvironment: environment)
         let deadline = MosquittoBroker.monotonicMilliseconds() + Int64(timeoutSeconds * 1000)
         while MosquittoBroker.monotonicMilliseconds() < deadline {
             if (try? Self.run([Self.binDirectory + "/vigilctl", "status", "--json", "--socket", controlSocket], quiet: true))?

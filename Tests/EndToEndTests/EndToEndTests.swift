@@ -266,6 +266,54 @@ private let spo2Plan = """
         }
     }
 
+    @Test func systemdHearsReadyWatchdogPingsAndStopping() async throws {
+        let broker = try MosquittoBroker()
+        try broker.start()
+        defer { broker.cleanUp() }
+        // A datagram socket standing in for systemd's $NOTIFY_SOCKET.
+        let dir = makeTemporaryDirectory()
+        let path = dir + "/notify.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+        #expect(fd >= 0)
+        defer { close(fd); unlink(path) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        #expect(bound == 0)
+        var timeout = timeval(tv_sec: 0, tv_usec: 100_000)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        func drain() -> [String] {
+            var out: [String] = []
+            var buffer = [UInt8](repeating: 0, count: 512)
+            while true {
+                let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                if n <= 0 { return out }
+                out.append(String(decoding: buffer[0..<n], as: UTF8.self))
+            }
+        }
+
+        let vigild = try VigildProcess(brokerPort: broker.port, devices: [])
+        defer { vigild.cleanUp() }
+        try vigild.start(environment: ["NOTIFY_SOCKET=\(path)", "WATCHDOG_USEC=400000"])
+        var messages: [String] = []
+        let pinged = await eventually(within: .seconds(5), interval: .milliseconds(50)) {
+            messages += drain()
+            return messages.filter { $0.contains("WATCHDOG=1") }.count >= 3
+        }
+        #expect(messages.contains { $0.contains("READY=1") }, "\(messages)")
+        #expect(pinged, "the watchdog is pinged every WATCHDOG_USEC/2: \(messages)")
+        #expect(vigild.terminate() == 0)
+        messages += drain()
+        #expect(messages.contains { $0.contains("STOPPING=1") }, "\(messages)")
+        if let ready = messages.firstIndex(where: { $0.contains("READY=1") }),
+           let stopping = messages.firstIndex(where: { $0.contains("STOPPING=1") }) {
+            #expect(ready < stopping)
+        }
+    }
+
     @Test func aMalformedConfigNamesTheFileLineAndFieldAndExits78() throws {
         let dir = makeTemporaryDirectory()
         let path = dir + "/vigild.yaml"

@@ -60,16 +60,43 @@ final class RecordingLogHandler: LogHandler, Sendable {
         try other.execute("UPDATE priority_outbox SET payload = x'0102'", operation: "tamper")
         try other.execute("UPDATE escalations SET payload = x''", operation: "tamper")
         other.close()
-        let readingError = await #expect(throws: StoreError.self) {
-            try await store.pending(lane: .readings, after: 0, limit: 10)
+        // The strict read reports the damage as a typed error, not a crash.
+        let readingError = #expect(throws: StoreError.self) {
+            try store.pendingNow(lane: .readings, after: 0, limit: 10)
         }
         #expect(readingError?.code == .corruptRow)
         #expect(readingError?.message.contains("from_the_future") == true)
-        let priorityError = await #expect(throws: StoreError.self) {
-            try await store.pending(lane: .priority, after: 0, limit: 10)
+        let priorityError = #expect(throws: StoreError.self) {
+            try store.pendingNow(lane: .priority, after: 0, limit: 10)
         }
         #expect(priorityError?.code == .corruptRow)
-        #expect(throws: StoreError.self) { try store.openEscalations() }
+
+        // The outbox read the forwarder uses quarantines instead of stalling: the bad rows
+        // leave their lanes and one corrupt_row event per lane says so, loudly.
+        try await store.commit([makeReading(2)])
+        let readings = try await store.pending(lane: .readings, after: 0, limit: 10)
+        #expect(readings.map(\.key.sequence) == [2], "the row after the damaged one flows")
+        #expect(try await store.pending(lane: .readings, after: 0, limit: 10).count == 1, "the damaged row stays out")
+        // The first read quarantines the damaged escalation row; its event is committed after
+        // that read, so the second read sees it.
+        _ = try await store.pending(lane: .priority, after: 0, limit: 10)
+        let priority = try await store.pending(lane: .priority, after: 0, limit: 10)
+        let events = priority.compactMap { item -> GatewayEvent? in
+            if case .event(let e) = item.payload { e } else { nil }
+        }
+        #expect(events.map(\.kind) == ["corrupt_row", "corrupt_row"])
+        #expect(events.map { $0.detail["lane"] } == ["readings", "escalations"])
+        #expect(events.allSatisfy { $0.count == 1 })
+        // Nothing is deleted: the damaged rows are still in the database as evidence.
+        let check = try SQLiteConnection(path: store.path, readOnly: true, create: false)
+        let kept = try check.withStatement("SELECT COUNT(*) FROM readings WHERE vital = 'from_the_future'", operation: "count") { (st) throws(StoreError) -> Int64 in
+            _ = try st.step()
+            return st.int64(0)
+        }
+        #expect(kept == 1)
+        check.close()
+        // Start-up skips an unreadable escalation rather than refusing to run.
+        #expect(try store.openEscalations().isEmpty)
         await store.close()
     }
 }
