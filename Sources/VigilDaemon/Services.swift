@@ -1,5 +1,6 @@
 import Logging
 import ReadingStore
+import SerialLink
 import ServiceLifecycle
 import Uplink
 import VitalSigns
@@ -88,7 +89,7 @@ struct StatusReporter: Sendable {
     let board: DeviceBoard
 
     func status() async -> JSONValue {
-        let now = Clock.now()
+        let now = realtimeNow()
         func age(_ t: Timestamp?) -> JSONValue {
             guard let t else { return .null }
             return .double(Double(now.milliseconds(since: t)) / 1000)

@@ -19,15 +19,6 @@ enum ExitCode {
     static let config: Int32 = 78       // EX_CONFIG
 }
 
-enum Clock {
-    /// The gateway's wall clock (CLOCK_REALTIME), in milliseconds.
-    static func now() -> Timestamp {
-        var t = timespec()
-        clock_gettime(CLOCK_REALTIME, &t)
-        return Timestamp(millisecondsSinceEpoch: Int64(t.tv_sec) * 1000 + Int64(t.tv_nsec) / 1_000_000)
-    }
-}
-
 /// vigild's command line. Deliberately small: everything else is in the config file.
 struct DaemonArguments {
     var configPath = "/etc/vigil/vigild.yaml"

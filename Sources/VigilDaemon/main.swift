@@ -4,6 +4,7 @@ import DeviceProfiles
 import Glibc
 import Logging
 import ReadingStore
+import SerialLink
 import ServiceLifecycle
 import StrictYAML
 import UnixSignals
@@ -69,7 +70,7 @@ do {
 // Rule state, rebuilt from open escalations and a bounded window of recent readings.
 let rules = RuleEvaluator(plans: setup.plans, logger: Logger(label: "vigild.rules"))
 do {
-    let started = Clock.now()
+    let started = realtimeNow()
     let window = await rules.rebuildWindowSeconds
     let recent = window > 0 ? try store.readings(since: started.adding(seconds: -window), limit: 200_000) : []
     let open = try store.openEscalations()
@@ -79,7 +80,7 @@ do {
     logger.info("rule state rebuilt", metadata: [
         "rules.patients": "\(patients)", "rules.replayed": "\(recent.count)",
         "escalations.open": "\(open.count)", "escalations.recovered": "\(missing.count)",
-        "elapsed_ms": "\(Clock.now().milliseconds(since: started))",
+        "elapsed_ms": "\(realtimeNow().milliseconds(since: started))",
     ])
 } catch {
     logger.critical("cannot rebuild rule state from the database", metadata: ["error": "\(error)"])
@@ -128,7 +129,7 @@ for device in setup.config.devices {
         logger: Logger(label: "vigild.device")))
 }
 
-let startedAt = Clock.now()
+let startedAt = realtimeNow()
 let control = ControlService(
     path: setup.config.paths.controlSocket,
     logger: Logger(label: "vigild.control"),
