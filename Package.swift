@@ -38,7 +38,7 @@ let package = Package(
             "VitalSigns", "CSQLite", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "SerialLink", dependencies: [
-            "VitalSigns", "CVigilPosix", .product(name: "Logging", package: "swift-log"),
+            "VitalSigns", "DeviceDecoding", "CVigilPosix", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Uplink", dependencies: [
             "VitalSigns", "CMosquitto", .product(name: "Logging", package: "swift-log"),
