@@ -12,7 +12,7 @@ struct VigilControl: AsyncParsableCommand {
             (default /run/vigil/control.sock; override with --socket or VIGIL_CONTROL_SOCKET).
 
             Exit status: 0 success (for status: the home is OK), 1 status found a problem, \
-            64 bad arguments, 65 bad input data, 69 vigild is not reachable.
+            64 bad arguments, 69 vigild is not reachable.
             """,
         version: VigilVersion.string,
         subcommands: [Status.self, Simulate.self]
@@ -41,15 +41,7 @@ struct ConnectionOptions: ParsableArguments {
 /// Exit codes from sysexits.h, which technicians' scripts can rely on.
 enum ExitStatus {
     static let problem = ExitCode(1)
-    static let dataError = ExitCode(65)
     static let unavailable = ExitCode(69)
-}
-
-/// Fails with a message on stderr and an exit code.
-struct Failure: Error, CustomStringConvertible {
-    var message: String
-    var code: ExitCode
-    var description: String { message }
 }
 
 func printError(_ message: String) {
