@@ -135,7 +135,15 @@ final class ReaderThread: Sendable {
             if ev & Int16(POLLIN) != 0 || ev & hangupMask != 0 {
                 let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
                 if n > 0 {
-                    let chunk = SerialChunk(bytes: Array(buffer[0..<n]), receivedAt: realtimeNow())
+                    // The tty layer hands out at most 4 KiB per read; take what else is already
+                    // queued (non-blocking) up to the chunk size, so one commit covers a burst.
+                    // EOF or an error after this is seen on the next round, after these bytes.
+                    var total = n
+                    while total < buffer.count {
+                        let more = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress! + total, $0.count - total) }
+                        if more > 0 { total += more } else { break }
+                    }
+                    let chunk = SerialChunk(bytes: Array(buffer[0..<total]), receivedAt: realtimeNow())
                     if case .terminated = continuation.yield(chunk) { return nil }
                     credits -= 1
                     continue

@@ -168,7 +168,7 @@ public final class SerialPort: Sendable {
     ///
     /// Reading is demand-driven (see `ReaderThread`): the next chunk is read only when the
     /// consumer asks for it, so what the consumer has not yet processed stays in the kernel.
-    public func chunks(readSize: Int = 4096) -> SerialChunks {
+    public func chunks(readSize: Int = 16_384) -> SerialChunks {
         let fd = descriptor.withLock { fd in
             defer { fd = -1 }
             return fd
