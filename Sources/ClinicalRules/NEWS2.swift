@@ -227,7 +227,7 @@ public struct NEWS2Result: Sendable, Hashable {
     public let isHomeMeasured: Bool
     public let scale: NEWS2Scale
     public let evaluatedAt: Timestamp
-    /// Each parameter's status, in Chart 1 row order (all seven, always).
+    /// Each parameter's status (all seven keys, always; iterate `NEWS2Parameter.allCases` for chart order).
     public let parameters: [NEWS2Parameter: NEWS2ParameterStatus]
     /// The aggregate score (0–20), only when all seven parameters are scored; else nil.
     public let total: Int?
