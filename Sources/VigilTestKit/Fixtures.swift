@@ -151,7 +151,8 @@ struct RawExpected: Decodable {
         var vital: String
         var value: Double
         var unit: String
-        var device_time: String
+        /// Null for devices whose protocol carries no clock (Nonin SDF #2).
+        var device_time: String?
         var flags: [String]
     }
     var samples: [Sample]?
@@ -171,7 +172,11 @@ struct RawExpected: Decodable {
             guard let vital = Vital.named(s.vital) else { throw fail("unknown vital \(s.vital)") }
             guard s.unit == vital.unit else { throw fail("unit \(s.unit) is not \(vital.key)'s \(vital.unit)") }
             guard let flags = QualityFlags(names: s.flags) else { throw fail("unknown flag in \(s.flags)") }
-            guard let time = parseCivil(s.device_time) else { throw fail("device_time is not YYYY-MM-DDTHH:MM:SS") }
+            var time: CivilDateTime?
+            if let text = s.device_time {
+                guard let parsed = parseCivil(text) else { throw fail("device_time is not YYYY-MM-DDTHH:MM:SS") }
+                time = parsed
+            }
             out.append(VitalSample(vital: vital, quantity: Quantity(s.value, vital.unit), deviceTime: time, flags: flags))
         }
         return .samples(out)

@@ -1,6 +1,5 @@
 import DeviceDecoding
 import DeviceProfiles
-import FoundationEssentials
 import StrictYAML
 import Testing
 import VigilTestKit
@@ -30,50 +29,6 @@ enum SDF2 {
     }
 }
 
-/// `.expected.jsonl` lines for a decoder without a device clock (`device_time` null).
-/// VigilTestKit's loader requires a time string; this one accepts null.
-enum NoninExpected {
-    struct Raw: Decodable {
-        struct Sample: Decodable {
-            var vital: String
-            var value: Double
-            var unit: String
-            var device_time: String?
-            var flags: [String]
-        }
-        var samples: [Sample]?
-        var rejected: String?
-        var skipped: Int?
-    }
-
-    struct Bad: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    static func load(forCapture name: String) throws -> [ExpectedResult] {
-        let path = Fixtures.expectedPath(forCapture: Fixtures.fixturesDirectory + "/" + name)
-        let bytes = try Fixtures.readFile(path)
-        var out: [ExpectedResult] = []
-        for (n, line) in bytes.split(separator: 0x0A).enumerated() where !line.allSatisfy({ $0 == 0x20 || $0 == 0x0D }) {
-            let raw = try JSONDecoder().decode(Raw.self, from: Data(line))
-            if let r = raw.rejected {
-                guard raw.samples == nil, let code = FrameError.Code(rawValue: r) else { throw Bad(description: "\(path):\(n + 1): bad rejection") }
-                out.append(.rejected(code, skipped: raw.skipped))
-                continue
-            }
-            guard let samples = raw.samples else { throw Bad(description: "\(path):\(n + 1): neither samples nor rejected") }
-            var list: [VitalSample] = []
-            for s in samples {
-                guard let vital = Vital.named(s.vital), s.unit == vital.unit, let flags = QualityFlags(names: s.flags),
-                      s.device_time == nil else { throw Bad(description: "\(path):\(n + 1): bad sample") }
-                list.append(VitalSample(vital: vital, quantity: Quantity(s.value, vital.unit), deviceTime: nil, flags: flags))
-            }
-            out.append(.samples(list))
-        }
-        return out
-    }
-}
-
 func noninReplay(_ bytes: [UInt8], chunk: Int?) -> [DecodeResult] {
     replay(bytes, chunk: chunk, decoder: "nonin-sdf2")
 }
@@ -96,7 +51,7 @@ struct NoninFixtureTests {
     @Test("every capture decodes to its expected results at every chunk size", arguments: captures)
     func replayAtChunkSizes(_ name: String) throws {
         let capture = try Fixtures.capture(name)
-        let expected = try NoninExpected.load(forCapture: name)
+        let expected = try Fixtures.expected(forCapture: name)
         #expect(!expected.isEmpty)
         for chunk in [1, 2, 3, 7, 64, nil] as [Int?] {
             assertMatches(noninReplay(capture.allBytes, chunk: chunk), expected, "\(name) chunk \(chunk.map(String.init) ?? "whole")")
