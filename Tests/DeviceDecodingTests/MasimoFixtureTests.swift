@@ -40,23 +40,6 @@ struct MasimoFixtureTests {
         }
     }
 
-    @Test("every capture decodes to its expected results at every chunk size",
-          arguments: captures)
-    func replayAtChunkSizes(_ name: String) throws {
-        let capture = try Fixtures.capture(name)
-        let expected = try Fixtures.expected(forCapture: name)
-        #expect(!expected.isEmpty)
-        for chunk in [1, 2, 3, 7, 64, nil] as [Int?] {
-            assertMatches(replay(capture.allBytes, chunk: chunk), expected, "\(name) chunk \(chunk.map(String.init) ?? "whole")")
-        }
-        // As recorded: one decode call per capture record.
-        var decoder = MasimoASCIIDecoder()
-        var results: [DecodeResult] = []
-        for record in capture.records { results += decoder.decode(record.bytes) }
-        results += decoder.finish()
-        assertMatches(results, expected, "\(name) by record")
-    }
-
     @Test("the desaturation capture drives an escalation: SpO2 < 90 % for ≥ 90 s, ≥ 180 lines")
     func desaturationShape() throws {
         let expected = try Fixtures.expected(forCapture: "masimo-rad8/desaturation.capture")
