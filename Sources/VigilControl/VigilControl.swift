@@ -12,10 +12,10 @@ struct VigilControl: AsyncParsableCommand {
             (default /run/vigil/control.sock; override with --socket or VIGIL_CONTROL_SOCKET).
 
             Exit status: 0 success (for status: the home is OK), 1 status found a problem, \
-            64 bad arguments, 69 vigild is not reachable.
+            64 bad arguments, 65 bad input data (decode), 69 vigild is not reachable.
             """,
         version: VigilVersion.string,
-        subcommands: [Status.self, Simulate.self]
+        subcommands: [Status.self, Decode.self, Simulate.self]
     )
 }
 
