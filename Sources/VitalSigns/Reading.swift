@@ -65,8 +65,9 @@ public struct Reading: Hashable, Sendable, Codable {
     public var device: DeviceID
     public var vital: Vital
     public var quantity: Quantity
-    /// When the measurement was taken: the device's time converted to UTC, or the gateway
-    /// receive time (with `.deviceClockUnreliable`) when the device sent no usable time.
+    /// When the measurement was taken: the device's time converted to UTC; the gateway receive
+    /// time when the device has no clock; or the receive time with `.deviceClockUnreliable`
+    /// when the device's time could not be believed.
     public var measuredAt: Timestamp
     /// When the gateway received the bytes.
     public var receivedAt: Timestamp
@@ -96,15 +97,16 @@ public struct Reading: Hashable, Sendable, Codable {
                 deviceUTCOffsetSeconds: Int = 0, maxClockSkewSeconds: Int64 = 86_400) {
         var flags = sample.flags
         var measuredAt = receivedAt
-        if let civil = sample.deviceTime, civil.isValid {
+        // A device with no clock (a streaming oximeter) measures "now": the receive time is
+        // its time, and nothing is wrong with it. A device that sends a time we cannot
+        // believe (invalid, or further than the skew limit) is flagged.
+        if let civil = sample.deviceTime {
             let t = civil.timestamp(utcOffsetSeconds: deviceUTCOffsetSeconds)
-            if abs(t.milliseconds(since: receivedAt)) <= maxClockSkewSeconds * 1000 {
+            if civil.isValid, abs(t.milliseconds(since: receivedAt)) <= maxClockSkewSeconds * 1000 {
                 measuredAt = t
             } else {
                 flags.insert(.deviceClockUnreliable)
             }
-        } else {
-            flags.insert(.deviceClockUnreliable)
         }
         self.init(
             id: .derive(device: device, vital: sample.vital, measuredAt: measuredAt, sequence: sample.sequence),
