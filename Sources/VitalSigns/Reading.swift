@@ -37,6 +37,12 @@ public struct VitalSample: Hashable, Sendable, Codable {
 ///
 /// The same measurement always gets the same ID, so any consumer of the at-least-once
 /// stream can drop duplicates.
+///
+/// A device with no sequence numbers that streams live (a serial oximeter) sends each
+/// measurement exactly once, and its clock can repeat a time (set back for daylight saving,
+/// or by hand). For such a reading the gateway's arrival time stands in for the sequence
+/// (`arrival`), so a repeated device time never makes a new measurement look like a duplicate
+/// and vanish. The ID is fixed when the reading is committed; every resend carries it.
 public struct ReadingID: Hashable, Comparable, Sendable, Codable, CustomStringConvertible {
     public var rawValue: String
     public init(rawValue: String) { self.rawValue = rawValue }
@@ -47,10 +53,13 @@ public struct ReadingID: Hashable, Comparable, Sendable, Codable, CustomStringCo
 
     /// Fields are joined with a unit separator (0x1F), which no field may contain, so two
     /// different inputs cannot produce the same preimage.
-    public static func derive(device: DeviceID, vital: Vital, measuredAt: Timestamp, sequence: UInt64?) -> ReadingID {
+    public static func derive(device: DeviceID, vital: Vital, measuredAt: Timestamp, sequence: UInt64?,
+                              arrival: Timestamp? = nil) -> ReadingID {
         var bytes = [UInt8]()
         bytes.append(contentsOf: "vigil.reading.v1".utf8)
-        for field in [device.rawValue, vital.key, String(measuredAt.millisecondsSinceEpoch), sequence.map { String($0) } ?? "-"] {
+        var fields = [device.rawValue, vital.key, String(measuredAt.millisecondsSinceEpoch), sequence.map { String($0) } ?? "-"]
+        if sequence == nil, let arrival { fields.append("arrival:" + String(arrival.millisecondsSinceEpoch)) }
+        for field in fields {
             bytes.append(0x1F)
             bytes.append(contentsOf: field.utf8)
         }
@@ -109,7 +118,8 @@ public struct Reading: Hashable, Sendable, Codable {
             }
         }
         self.init(
-            id: .derive(device: device, vital: sample.vital, measuredAt: measuredAt, sequence: sample.sequence),
+            id: .derive(device: device, vital: sample.vital, measuredAt: measuredAt, sequence: sample.sequence,
+                        arrival: receivedAt),
             patient: patient, device: device, vital: sample.vital, quantity: sample.quantity,
             measuredAt: measuredAt, receivedAt: receivedAt, flags: flags, sequence: sample.sequence)
     }

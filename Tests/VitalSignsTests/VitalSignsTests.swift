@@ -30,6 +30,23 @@ import VitalSigns
         #expect(Set(others + [a]).count == 5)
     }
 
+    @Test func aRepeatedDeviceTimeIsANewMeasurementUnlessTheDeviceNumbersItsRecords() {
+        // A live stream without sequence numbers: the clock set back an hour repeats times.
+        let t = Timestamp(secondsSinceEpoch: 1_764_072_000)
+        let civil = CivilDateTime(utc: t)
+        let first = Reading(sample: VitalSample(vital: .spo2, quantity: Quantity(97, "%"), deviceTime: civil),
+                            device: "d", patient: "p", receivedAt: t)
+        let again = Reading(sample: VitalSample(vital: .spo2, quantity: Quantity(95, "%"), deviceTime: civil),
+                            device: "d", patient: "p", receivedAt: t.adding(seconds: 3600))
+        #expect(first.measuredAt == again.measuredAt)
+        #expect(first.id != again.id, "a new measurement must not be dropped as a duplicate")
+        // A numbered record (RACP back-fill, a meter's memory) is the same record whenever it arrives.
+        let stored = VitalSample(vital: .bloodGlucose, quantity: Quantity(104, "mg/dL"), deviceTime: civil, sequence: 42)
+        let a = Reading(sample: stored, device: "g", patient: "p", receivedAt: t)
+        let b = Reading(sample: stored, device: "g", patient: "p", receivedAt: t.adding(seconds: 86_000))
+        #expect(a.id == b.id)
+    }
+
     @Test func aReadingKeepsATrustworthyDeviceTimeAndFlagsAWrongOne() {
         let now = Timestamp(secondsSinceEpoch: 1_764_072_000)  // 2025-11-25T12:00:00Z
         let civil = CivilDateTime(year: 2025, month: 11, day: 25, hour: 13, minute: 0, second: 0)
