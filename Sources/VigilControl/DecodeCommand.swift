@@ -24,6 +24,9 @@ struct Decode: ParsableCommand {
     @Option(help: ArgumentHelp("A capture file in the firmware-fixtures format.", valueName: "capture"))
     var file: String?
 
+    @Flag(help: "Accepted for uniformity with the other commands: the output is always JSON lines.")
+    var json = false
+
     func validate() throws {
         guard makeDecoder(named: self.protocol) != nil else {
             throw ValidationError("unknown protocol '\(self.protocol)'; known: \(streamDecoderNames.joined(separator: ", "))")

@@ -348,9 +348,23 @@ private let spo2Plan = """
         defer { broker.cleanUp() }
         let dir = makeTemporaryDirectory()
         let path = dir + "/rad8-not-yet"
-        let vigild = try VigildProcess(brokerPort: broker.port, devices: [.init(id: "rad8-late", port: path, patient: "p-1")])
+        // A second device, present from the start, must not be affected by the missing one.
+        let working = try PseudoTerminal(linkPath: dir + "/rad8-present")
+        defer { working.close() }
+        let vigild = try VigildProcess(brokerPort: broker.port, devices: [
+            .init(id: "rad8-late", port: path, patient: "p-1"),
+            .init(id: "rad8-present", port: dir + "/rad8-present", patient: "p-2"),
+        ])
         defer { vigild.cleanUp() }
         try vigild.start()
+        let base = wallClock().adding(seconds: -200)
+        var present: [UInt8] = []
+        for i in 0..<4 { present += rad8Line(CivilDateTime(utc: base.adding(seconds: Int64(i))), spo2: 96) }
+        try await working.write(present)
+        let otherFlows = await eventually(within: .seconds(10)) {
+            (try? vigild.status())?["status"]?["devices"]?.arrayValue?.last?["readings"]?.int64Value == 12
+        }
+        #expect(otherFlows, "the present device reads normally while the other is missing")
         let unavailable = await eventually(within: .seconds(5)) {
             (try? vigild.status())?["status"]?["devices"]?.arrayValue?.first?["state"]?.stringValue == "unavailable"
         }
