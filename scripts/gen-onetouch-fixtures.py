@@ -36,9 +36,11 @@ def header(count, serial="GMF600DCY", unit="MG/DL "):
 
 
 def record(t, value, control=False, parity=False, meal="N", comment=0):
-    body = b'P "%s","%s","%s   ","%s %03d%s","%s","%02d", 00' % (
+    """value: an int (mg/dL) or "HIGH" (the spec's result above 600 mg/dL)."""
+    v = b"HIGH" if value == "HIGH" else b" %03d" % value
+    body = b'P "%s","%s","%s   ","%s%s%s","%s","%02d", 00' % (
         DAYS[t.weekday()].encode(), t.strftime("%m/%d/%y").encode(), t.strftime("%H:%M:%S").encode(),
-        b"C" if control else b" ", value, b"?" if parity else b" ", meal.encode(), comment)
+        b"C" if control else b" ", v, b"?" if parity else b" ", meal.encode(), comment)
     assert len(body) == 54, body
     return body + b" " + csum(body).encode() + b"\r\n"
 
@@ -93,7 +95,7 @@ def dump(cap, recs, unit="MG/DL ", serial="GMF600DCY"):
     n = len(recs)
     for pos, (t, v, kind) in enumerate(reversed(recs)):
         cap.send(record(t, v, control=kind == "C", parity=kind == "?", meal="NBA"[pos % 3], comment=pos % 12))
-        if kind == "C" or not (20 <= v <= 600):
+        if kind == "C" or v == "HIGH" or not (20 <= v <= 600):
             cap.empty()
         elif kind == "?":
             cap.reject("malformedField", 54 + 5)
@@ -112,9 +114,10 @@ def main():
     dump(c, [(t, v, "") for t, v in readings(10, 2)], unit="MMOL/L", serial="QTZ0004CY")
     c.write()
 
-    c = Capture("control-hilo", "control-solution records (C), LO (< 20) and HI (> 600) results, a parity-error mark")
+    c = Capture("control-hilo", "control-solution records (C, CHIGH), HIGH, LO (< 20) and HI (> 600) values, a parity-error mark")
     rs = readings(10, 3)
-    kinds = {2: ("C", None), 4: ("", 12), 5: ("", 640), 7: ("C", None), 8: ("?", None)}
+    kinds = {1: ("", "HIGH"), 2: ("C", None), 3: ("C", "HIGH"), 4: ("", 12), 5: ("", 640), 7: ("C", None),
+             8: ("?", None)}
     recs = []
     for i, (t, v) in enumerate(rs):
         k, forced = kinds.get(i, ("", None))

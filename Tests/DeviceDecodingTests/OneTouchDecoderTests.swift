@@ -130,6 +130,20 @@ struct OneTouchDecoderTests {
         #expect(results.prefix(4).allSatisfy { $0 == .samples([]) })
     }
 
+    @Test func theSpecsHighResultsGiveNoReading() {
+        // LifeScan Ultra spec as quoted by OneTouchUltraParser: " HIGH " and "CHIGH ".
+        func high(_ flag: String) -> [UInt8] {
+            Ultra2.line("P \"SUN\",\"03/01/15\",\"09:00:00   \",\"\(flag)HIGH \",\"N\",\"00\", 00")
+        }
+        let results = oneTouch(Ultra2.header(3) + high(" ") + high("C") + Ultra2.record(day: 1, hour: 8, value: 99))
+        #expect(rejections(results).isEmpty)
+        #expect(glucose(results).map(\.quantity.value) == [99])
+        #expect(glucose(results).map(\.sequence) == [0])
+        // `HI GH` or `HIGX` are not the form.
+        let bad = oneTouch(Ultra2.header(1) + Ultra2.line("P \"SUN\",\"03/01/15\",\"09:00:00   \",\" HIGX \",\"N\",\"00\", 00"))
+        #expect(rejections(bad) == [.malformedField])
+    }
+
     @Test func aBadChecksumRejectsOnlyItsLine() {
         var bad = Ultra2.record(day: 2, hour: 9, value: 123)
         bad[37] = UInt8(ascii: "9")

@@ -13,8 +13,9 @@ import VitalSigns
 ///   (9 of `0-9A-Z`), unit as displayed, `MG/DL ` or `MMOL/L`.
 /// - Record: `P "DDD","MM/DD/YY","HH:MM:SS   ","F VVVp"` then `,"M","CC", 00 CCCC` (Ultra 2:
 ///   meal `N`/`B`/`A`, comment `00`–`11`) or `, 00 CCCC` (Ultra). `F` is `C` for a
-///   control-solution test, else a space; `VVV` the value; `p` is `?` when the meter marks a
-///   parity error, else a space. Year is 2000 + YY.
+///   control-solution test, else a space; `VVV` the value in mg/dL, or `HIGH` in place of
+///   ` VVV` above 600 mg/dL; `p` is `?` when the meter marks a parity error, else a space.
+///   Year is 2000 + YY.
 /// - `CCCC`: four upper-case hex digits, the 16-bit sum of every byte of the line before the
 ///   space that precedes the checksum (worked example: the header above sums to 0x05A6).
 ///
@@ -24,7 +25,8 @@ import VitalSigns
 /// digits and no decimal point). So values are emitted as read, in mg/dL, never converted.
 ///
 /// Each result is one line: a good header, a control-solution record and a HI/LO record
-/// (value below 20 or above 600 mg/dL, the meter's reportable range) are `.samples([])`;
+/// (`HIGH`, or a value below 20 or above 600 mg/dL, the meter's reportable range) are
+/// `.samples([])`: no number to report, and no existing quality flag means "out of range";
 /// a good glucose record is one `bloodGlucose` sample with the meter's clock as
 /// `deviceTime` and `sequence` = the record's index counted from the OLDEST record
 /// (`count − 1 − position`, since records come newest first), so a record keeps its
@@ -248,7 +250,10 @@ public struct OneTouchUltra2Decoder: StreamDecoder {
         }
         let time = CivilDateTime(year: 2000 + y, month: mo, day: d, hour: h, minute: mi, second: s)
         guard time.isValid else { return .failure(RecordError(stringLiteral: "record: not a valid calendar date or time")) }
-        guard b[34] == OT.c || b[34] == OT.space, b[35] == OT.space, let value = OT.decimal(b[36..<39]),
+        // `HIGH` (above 600 mg/dL) per LifeScan's Ultra spec; `REXC` read as high by one parser.
+        let high = lit(35, "HIGH") || lit(35, "REXC")
+        let digits = b[35] == OT.space ? OT.decimal(b[36..<39]) : nil
+        guard b[34] == OT.c || b[34] == OT.space, let value = high ? Int.max : digits,
               b[39] == OT.space || b[39] == OT.question, b[40] == OT.quote else {
             return .failure(RecordError(stringLiteral: "record: value field form"))
         }
