@@ -154,6 +154,8 @@ struct RawExpected: Decodable {
         /// Null for devices whose protocol carries no clock (Nonin SDF #2).
         var device_time: String?
         var flags: [String]
+        /// The device's record number, for protocols that number their records (absent: nil).
+        var sequence: UInt64?
     }
     var samples: [Sample]?
     var rejected: String?
@@ -177,7 +179,7 @@ struct RawExpected: Decodable {
                 guard let parsed = parseCivil(text) else { throw fail("device_time is not YYYY-MM-DDTHH:MM:SS") }
                 time = parsed
             }
-            out.append(VitalSample(vital: vital, quantity: Quantity(s.value, vital.unit), deviceTime: time, flags: flags))
+            out.append(VitalSample(vital: vital, quantity: Quantity(s.value, vital.unit), deviceTime: time, flags: flags, sequence: s.sequence))
         }
         return .samples(out)
     }
