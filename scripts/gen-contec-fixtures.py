@@ -12,8 +12,8 @@ Frame (5 bytes, 60 frames/s at 19200 8O1):
   byte 3: pulse-rate bit 7 (as 0x40) | searching 0x20 | probe error 0x10 | bar graph 0-15
   byte 4: pulse rate bits 6-0
   byte 5: SpO2 0-127 (0 / 127 = no value)
-Emission: one result per 60 well-formed frames, values of the 60th, flags the union of
-the 60. Rejections between two well-formed frames merge into one, code by precedence
+Emission: one result per 60 consecutive well-formed frames, values of the 60th, flags the
+union of the 60; any rejected byte restarts the count. Rejections between two well-formed frames merge into one, code by precedence
 malformedField > garbage > truncated.
 
 Usage: scripts/gen-contec-fixtures.py [output-dir]
@@ -83,6 +83,7 @@ class Capture:
 
     # -- bookkeeping of the rules in the README --
     def _drop(self, n, code):
+        self.window, self.window_flags = 0, set()
         self.run += n
         if self.run_code is None or RANK[code] > RANK[self.run_code]:
             self.run_code = code
@@ -262,51 +263,56 @@ def missing_values():
     for pr, spo2 in [(255, 97), (0, 96), (72, 127), (73, 0), (255, 127), (0, 0),
                      (127, 95), (128, 94), (200, 90), (254, 88), (30, 100), (31, 1)]:
         c.second(pr, spo2)
-    # SpO2 110 and 126 (neither a marker nor 0-100): each frame is rejected alone, the
-    # second still completes with 60 good frames.
+    # SpO2 110 and 126 (neither a marker nor 0-100): each frame is rejected alone and
+    # restarts the 60-frame count.
     c.second(75, 97, n=20)
     c.frame(75, 110)
-    c.second(75, 97, n=20)
+    c.second(76, 97)
     c.frame(75, 126)
-    c.second(76, 97, n=20)
+    c.second(77, 96)
     c.write(["pulse rate bit 7 in byte 3 bit 6; 0/255 and 0/127 are no value; SpO2 101-126 rejects the frame"])
 
 
 def garbage():
     c = Capture("garbage", "Noise between and inside frames; a stream that starts mid-frame", 6)
     c.noise([0x3F, 0x48, 0x61], "garbage")               # the tail of a frame whose start was missed
-    c.second(70, 97, n=30)
+    c.second(70, 97)
     c.noise([0] * 40, "garbage")                          # NUL run (line idle low)
-    c.second(70, 97, n=30)                                # the second completes across the noise
-    c.second(71, 97, n=10)
+    c.second(70, 97, n=30)                                # half a second, voided by the next noise
     c.noise([0xFF] * 12, "truncated")                     # sync bytes only: each cut by the next
-    c.second(71, 97, n=10)
+    c.second(71, 97)
     c.noise(c.random_noise(17), "garbage")
-    c.second(71, 97, n=10)
+    c.second(71, 96)
     # A sync byte inside a frame: 3 bytes, then 0x9A starts a frame that 1 clear byte
     # follows and the next frame's sync cuts: one truncated run of 5.
     c.cut(72, 98, 3)
     c.noise([0x9A], "truncated")
     c.stream.append(0x11)
     c._drop(1, "truncated")
-    c.second(72, 98, n=20)
+    c.second(72, 98)
     c.noise(c.random_noise(23), "garbage")
     c.noise([0xFF, 0xFF], "truncated")                    # merges with the previous run
-    c.second(72, 98, n=60)
+    c.second(73, 98, n=59)
+    c.noise([0x05, 0x7F, 0x00, 0x41], "garbage")          # 59 frames then noise: no result
+    c.second(73, 97)
     c.noise([0x05, 0x7F, 0x00, 0x41], "garbage")          # trailing noise, reported at finish()
     c.write(["bit-7-clear bytes outside a frame -> garbage; sync bytes cut short -> truncated;",
-             "drops between two good frames are one rejection; noise does not reset the 60-frame count"])
+             "drops between two good frames are one rejection and restart the 60-frame count"])
 
 
 def truncated():
     c = Capture("truncated", "Frames cut short by power-cycles and by the end of the stream", 7)
-    c.second(72, 97, n=30)
-    for k in (1, 2, 3, 4):
-        c.cut(72, 97, k)
-        c.second(72, 97, n=15)
-    c.second(73, 97, n=30)
-    c.second(73, 96, n=25)
-    c.cut(73, 96, 3)                                      # the stream ends inside a frame
+    c.second(72, 97)
+    c.cut(72, 97, 1)
+    c.second(72, 96)
+    c.cut(72, 96, 2)
+    c.second(73, 96, n=15)
+    c.cut(73, 96, 3)
+    c.second(73, 97)
+    c.cut(73, 97, 4)
+    c.second(74, 97)
+    c.second(74, 97, n=25)
+    c.cut(74, 97, 3)                                      # the stream ends inside a frame
     c.write(["a frame cut after 1-4 bytes by the next sync byte, or by the end of the stream, is truncated",
              "a partial second at the end gives no result"])
 

@@ -13,15 +13,16 @@ public import VitalSigns
 ///     byte 5  bit 7 = 0; bits 6–0 SpO2 (%; 0 and 127 = no value; 101–126 malformed)
 ///
 /// Emission policy (the device repeats its displayed values in every frame, 60 times a
-/// second; Vigil wants at most one reading a second): the decoder counts well-formed frames
-/// and emits one result on every 60th (``framesPerEmission``), so one per second of frames,
-/// decided from the byte stream alone. The result carries the values of that 60th frame
-/// (the device's current display) and the union of the quality flags of the 60 frames since
-/// the previous emission, so a flag raised for a single frame is never lost. A value the
+/// second; Vigil wants at most one reading a second): the decoder counts consecutive
+/// well-formed frames and emits one result on every 60th (``framesPerEmission``), so at most
+/// one per second of frames, decided from the byte stream alone. The result carries the
+/// values of that 60th frame (the device's current display) and the union of the quality
+/// flags of the 60 frames, so a flag raised for a single frame is never lost. A value the
 /// 60th frame reports as "no value" gives no sample (`.samples([])` when neither is
-/// valid). Rejected bytes do not reset the count: noise between frames does not delay
-/// readings. `finish()` drops a partial second without a result. The format has no clock:
-/// `deviceTime` is nil.
+/// valid). Any rejected byte restarts the count: the protocol has no checksum, and about
+/// one 5-byte window in 32 of random noise is frame-shaped, but 60 of them back to back
+/// never occur by chance, so line noise alone cannot produce a reading. `finish()` drops a
+/// partial second without a result. The format has no clock: `deviceTime` is nil.
 ///
 /// Framing: a byte with bit 7 set starts a frame; the next four must have bit 7 clear.
 /// A bit-7-set byte before the frame is complete cuts it (`.truncated`) and starts the next
@@ -39,7 +40,8 @@ public struct ContecLegacyDecoder: StreamDecoder {
 
     /// The frame being collected (starts with a bit-7-set byte); empty between frames.
     private var frame: [UInt8] = []
-    /// Well-formed frames since the last emission, and the union of their flags.
+    /// Consecutive well-formed frames since the last emission or rejection, and the union
+    /// of their flags.
     private var framesInWindow = 0
     private var windowFlags: QualityFlags = []
     /// The run of dropped bytes not yet reported, and the worst reason seen in it.
@@ -108,6 +110,10 @@ public struct ContecLegacyDecoder: StreamDecoder {
     }
 
     private mutating func note(_ bytes: Int, _ code: FrameError.Code) {
+        // A break in the frame sequence: the second being collected is void (see the
+        // emission policy above).
+        framesInWindow = 0
+        windowFlags = []
         runSkipped += bytes
         func rank(_ c: FrameError.Code?) -> Int {
             switch c {
