@@ -56,13 +56,16 @@ public struct FrameError: Error, Sendable, Hashable, CustomStringConvertible {
 }
 
 /// The compiled decoders, by the name device profiles use in their `decoder:` key.
-public let streamDecoderNames: [String] = ["masimo-ascii1", "nonin-sdf2", "onetouch-ultra2"]
+public let streamDecoderNames: [String] = [
+    "masimo-ascii1", "nonin-sdf2", "contec-cms50-legacy", "onetouch-ultra2",
+]
 
 /// Makes a fresh decoder for a profile's `decoder:` name, or nil if no such decoder exists.
 public func makeDecoder(named name: String) -> (any StreamDecoder)? {
     switch name {
     case "masimo-ascii1": MasimoASCIIDecoder()
     case "nonin-sdf2": NoninSDF2Decoder()
+    case "contec-cms50-legacy": ContecLegacyDecoder()
     case "onetouch-ultra2": OneTouchUltra2Decoder()
     default: nil
     }
