@@ -56,9 +56,9 @@ class Capture:
         self.chunks.append((self.ms, data))
         self.ms += step
 
-    def sample(self, t, value, seq):
+    def sample(self, t, value, seq, flags=()):
         self.expected.append({"samples": [{"vital": "blood_glucose", "value": value, "unit": "mg/dL",
-                                           "device_time": t.strftime("%Y-%m-%dT%H:%M:%S"), "flags": [],
+                                           "device_time": t.strftime("%Y-%m-%dT%H:%M:%S"), "flags": list(flags),
                                            "sequence": seq}]})
 
     def empty(self):
@@ -95,10 +95,14 @@ def dump(cap, recs, unit="MG/DL ", serial="GMF600DCY"):
     n = len(recs)
     for pos, (t, v, kind) in enumerate(reversed(recs)):
         cap.send(record(t, v, control=kind == "C", parity=kind == "?", meal="NBA"[pos % 3], comment=pos % 12))
-        if kind == "C" or v == "HIGH" or not (20 <= v <= 600):
-            cap.empty()
+        if kind == "C":
+            cap.empty()  # control solution: not a patient reading
         elif kind == "?":
             cap.reject("malformedField", 54 + 5)
+        elif v == "HIGH" or v > 600:
+            cap.sample(t, 600, n - 1 - pos, ["above_measuring_range"])  # HI: at least 600 mg/dL
+        elif v < 20:
+            cap.sample(t, 20, n - 1 - pos, ["below_measuring_range"])  # LO: at most 20 mg/dL
         else:
             cap.sample(t, v, n - 1 - pos)
 

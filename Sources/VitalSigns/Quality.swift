@@ -32,6 +32,12 @@ public struct QualityFlags: OptionSet, Hashable, Sendable, Codable, CustomString
     public static let deviceClockUnreliable = QualityFlags(rawValue: 1 << 11)
     /// The device raised an alarm with this value.
     public static let deviceAlarm = QualityFlags(rawValue: 1 << 12)
+    /// The true value is above the device's measuring range (a meter's "HI"); the quantity is
+    /// the top of that range. Not a quality problem: a HI glucose must still escalate.
+    public static let aboveMeasuringRange = QualityFlags(rawValue: 1 << 13)
+    /// The true value is below the device's measuring range (a meter's "LO"); the quantity is
+    /// the bottom of that range. Not a quality problem: a LO glucose must still escalate.
+    public static let belowMeasuringRange = QualityFlags(rawValue: 1 << 14)
 
     /// Flags that make a value unfit to raise an escalation by itself.
     public static let clinicallyUnreliable: QualityFlags = [
@@ -46,6 +52,7 @@ public struct QualityFlags: OptionSet, Hashable, Sendable, Codable, CustomString
         (.bodyMovement, "body_movement"), (.cuffFit, "cuff_fit"), (.irregularPulse, "irregular_pulse"),
         (.pulseRateRange, "pulse_rate_range"), (.position, "position"),
         (.deviceClockUnreliable, "device_clock_unreliable"), (.deviceAlarm, "device_alarm"),
+        (.aboveMeasuringRange, "above_measuring_range"), (.belowMeasuringRange, "below_measuring_range"),
     ]
 
     /// The set flags' names, in bit order.

@@ -113,7 +113,7 @@ struct OneTouchDecoderTests {
         #expect(ma[0]?.deviceTime?.day == 1)
     }
 
-    @Test func controlSolutionAndLoHiRecordsGiveNoReading() {
+    @Test func loAndHiAreReadingsAtTheRangeEdgeWithAFlagAndControlSolutionIsNot() {
         let bytes = Ultra2.header(6)
             + Ultra2.record(day: 6, hour: 9, value: 601)          // HI
             + Ultra2.record(day: 5, hour: 9, value: 19)           // LO
@@ -125,20 +125,25 @@ struct OneTouchDecoderTests {
         #expect(results.count == 7)
         #expect(rejections(results) == [.malformedField])   // the parity-error mark only
         let s = glucose(results)
-        #expect(s.map(\.quantity.value) == [600, 20])
-        #expect(s.map(\.sequence) == [2, 1])                  // skipped records keep their places
-        #expect(results.prefix(4).allSatisfy { $0 == .samples([]) })
+        // A dangerous glucose must never vanish: HI and LO are reported at the range's edge,
+        // flagged, and the flags do not gate escalation.
+        #expect(s.map(\.quantity.value) == [600, 20, 600, 20])
+        #expect(s.map(\.flags) == [.aboveMeasuringRange, .belowMeasuringRange, [], []])
+        #expect(s.allSatisfy { $0.flags.isDisjoint(with: .clinicallyUnreliable) })
+        #expect(s.map(\.sequence) == [5, 4, 2, 1])            // the control record keeps its place
+        #expect(results[0] == .samples([]) && results[3] == .samples([]), "header and control solution")
     }
 
-    @Test func theSpecsHighResultsGiveNoReading() {
+    @Test func theSpecsHighResultIsAReadingAndAControlHighIsNot() {
         // LifeScan Ultra spec as quoted by OneTouchUltraParser: " HIGH " and "CHIGH ".
         func high(_ flag: String) -> [UInt8] {
             Ultra2.line("P \"SUN\",\"03/01/15\",\"09:00:00   \",\"\(flag)HIGH \",\"N\",\"00\", 00")
         }
         let results = oneTouch(Ultra2.header(3) + high(" ") + high("C") + Ultra2.record(day: 1, hour: 8, value: 99))
         #expect(rejections(results).isEmpty)
-        #expect(glucose(results).map(\.quantity.value) == [99])
-        #expect(glucose(results).map(\.sequence) == [0])
+        #expect(glucose(results).map(\.quantity.value) == [600, 99])
+        #expect(glucose(results).map(\.flags) == [.aboveMeasuringRange, []])
+        #expect(glucose(results).map(\.sequence) == [2, 0])
         // `HI GH` or `HIGX` are not the form.
         let bad = oneTouch(Ultra2.header(1) + Ultra2.line("P \"SUN\",\"03/01/15\",\"09:00:00   \",\" HIGX \",\"N\",\"00\", 00"))
         #expect(rejections(bad) == [.malformedField])

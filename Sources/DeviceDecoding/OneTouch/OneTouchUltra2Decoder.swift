@@ -24,10 +24,11 @@ import VitalSigns
 /// `oneTouchUltra2.js`: "even mmol/L meters store data in mg/dL"; the value field has three
 /// digits and no decimal point). So values are emitted as read, in mg/dL, never converted.
 ///
-/// Each result is one line: a good header, a control-solution record and a HI/LO record
-/// (`HIGH`, or a value below 20 or above 600 mg/dL, the meter's reportable range) are
-/// `.samples([])`: no number to report, and no existing quality flag means "out of range";
-/// a good glucose record is one `bloodGlucose` sample with the meter's clock as
+/// Each result is one line: a good header and a control-solution record are `.samples([])`;
+/// a HI/LO record (`HIGH`, or a value above 600 or below 20 mg/dL, the meter's reportable
+/// range) is a sample at the range's edge flagged `aboveMeasuringRange`/`belowMeasuringRange`,
+/// so a dangerous glucose still reaches the rules; a good glucose record is one
+/// `bloodGlucose` sample with the meter's clock as
 /// `deviceTime` and `sequence` = the record's index counted from the OLDEST record
 /// (`count − 1 − position`, since records come newest first), so a record keeps its
 /// sequence when later downloads add newer records.
@@ -185,14 +186,26 @@ public struct OneTouchUltra2Decoder: StreamDecoder {
         case .success(let r):
             if r.parityError {
                 out.append(.rejected(FrameError(.malformedField, "value: the meter marked a parity error", bytesSkipped: n)))
-            } else if r.control || !Self.reportableRange.contains(r.value) {
-                // Control-solution tests and LO/HI results are not patient readings.
+            } else if r.control {
+                // A control-solution test is not a patient reading.
                 out.append(.samples([]))
             } else {
+                // HI and LO are readings, and dangerous ones: they are reported at the edge of
+                // the meter's range with a flag saying the true value lies beyond it, so the
+                // rules still see a glucose of at least 600 (or at most 20) mg/dL.
+                var value = r.value
+                var flags: QualityFlags = []
+                if value > Self.reportableRange.upperBound {
+                    value = Self.reportableRange.upperBound
+                    flags.insert(.aboveMeasuringRange)
+                } else if value < Self.reportableRange.lowerBound {
+                    value = Self.reportableRange.lowerBound
+                    flags.insert(.belowMeasuringRange)
+                }
                 // Newest first: the oldest record (last sent) is 0.
                 let sequence = UInt64(slot.count - 1 - slot.position)
-                out.append(.samples([VitalSample(vital: .bloodGlucose, quantity: Quantity(Double(r.value), Vital.bloodGlucose.unit),
-                                                 deviceTime: r.time, flags: [], sequence: sequence)]))
+                out.append(.samples([VitalSample(vital: .bloodGlucose, quantity: Quantity(Double(value), Vital.bloodGlucose.unit),
+                                                 deviceTime: r.time, flags: flags, sequence: sequence)]))
             }
         }
     }
