@@ -70,3 +70,40 @@ public func makeDecoder(named name: String) -> (any StreamDecoder)? {
     default: nil
     }
 }
+
+/// Bytes dropped between two good frames, reported as one rejection: the count of every
+/// byte skipped and the most telling reason seen (for binary protocols, where one bad
+/// frame leaves a run of bytes that each fail in their own way).
+public struct RejectionRun: Sendable, Hashable {
+    /// Reasons from most to least telling; a reason not listed ranks below all of them.
+    public let precedence: [FrameError.Code]
+    public private(set) var bytes = 0
+    public private(set) var code: FrameError.Code?
+
+    public init(precedence: [FrameError.Code]) { self.precedence = precedence }
+
+    private func rank(_ c: FrameError.Code?) -> Int {
+        guard let c, let i = precedence.firstIndex(of: c) else { return -1 }
+        return precedence.count - i
+    }
+
+    /// Adds `count` dropped bytes for `reason`.
+    public mutating func add(_ count: Int, _ reason: FrameError.Code) {
+        bytes += count
+        if rank(reason) > rank(code) { code = reason }
+    }
+
+    /// Ends the run: one rejection (message chosen by its reason), or nothing if no byte
+    /// was dropped.
+    public mutating func flush(message: (FrameError.Code) -> String) -> DecodeResult? {
+        defer { reset() }
+        guard bytes > 0 else { return nil }
+        let reason = code ?? .garbage
+        return .rejected(FrameError(reason, message(reason), bytesSkipped: bytes))
+    }
+
+    public mutating func reset() {
+        bytes = 0
+        code = nil
+    }
+}

@@ -45,8 +45,7 @@ public struct ContecLegacyDecoder: StreamDecoder {
     private var framesInWindow = 0
     private var windowFlags: QualityFlags = []
     /// The run of dropped bytes not yet reported, and the worst reason seen in it.
-    private var runSkipped = 0
-    private var runCode: FrameError.Code?
+    private var run = RejectionRun(precedence: [.malformedField, .garbage, .truncated])
     /// Well-formed frames accepted since the decoder was made (not reset by `finish()`):
     /// with the rejections' `bytesSkipped` it accounts for every input byte.
     public private(set) var acceptedFrames = 0
@@ -114,28 +113,18 @@ public struct ContecLegacyDecoder: StreamDecoder {
         // emission policy above).
         framesInWindow = 0
         windowFlags = []
-        runSkipped += bytes
-        func rank(_ c: FrameError.Code?) -> Int {
-            switch c {
-            case .malformedField: 3
-            case .garbage: 2
-            case .truncated: 1
-            default: 0
-            }
-        }
-        if rank(code) > rank(runCode) { runCode = code }
+        run.add(bytes, code)
     }
 
     private mutating func flushRun(into out: inout [DecodeResult]) {
-        defer { runSkipped = 0; runCode = nil }
-        guard runSkipped > 0 else { return }
-        let code = runCode ?? .garbage
-        let message = switch code {
-        case .malformedField: "field SpO2 (byte 5): outside 0–100 and not the no-value marker"
-        case .truncated: "a frame was cut short by a sync byte or the end of the stream"
-        default: "bytes with bit 7 clear outside a frame"
+        let rejection = run.flush { code in
+            switch code {
+            case .malformedField: "field SpO2 (byte 5): outside 0–100 and not the no-value marker"
+            case .truncated: "a frame was cut short by a sync byte or the end of the stream"
+            default: "bytes with bit 7 clear outside a frame"
+            }
         }
-        out.append(.rejected(FrameError(code, message, bytesSkipped: runSkipped)))
+        if let rejection { out.append(rejection) }
     }
 }
 

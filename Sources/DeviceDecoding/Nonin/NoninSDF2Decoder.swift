@@ -44,8 +44,7 @@ public struct NoninSDF2Decoder: StreamDecoder {
     /// Frames of the packet being collected (0: between packets, expecting SYNC).
     private var packet: [NoninSDF2Frame] = []
     /// The run of dropped bytes not yet reported, and the worst reason seen in it.
-    private var runSkipped = 0
-    private var runCode: FrameError.Code?
+    private var run = RejectionRun(precedence: [.checksum, .garbage, .truncated])
 
     public init() {
         window.reserveCapacity(Self.frameLength * 2)
@@ -80,8 +79,7 @@ public struct NoninSDF2Decoder: StreamDecoder {
         window.removeAll(keepingCapacity: true)
         packet.removeAll(keepingCapacity: true)
         mode = .hunting
-        runSkipped = 0
-        runCode = nil
+        run.reset()
         return out
     }
 
@@ -135,27 +133,18 @@ public struct NoninSDF2Decoder: StreamDecoder {
     /// Adds dropped bytes to the current run, keeping the most telling reason
     /// (checksum > garbage > truncated).
     private mutating func note(_ bytes: Int, _ code: FrameError.Code) {
-        runSkipped += bytes
-        func rank(_ c: FrameError.Code?) -> Int {
-            switch c {
-            case .checksum: 3
-            case .garbage: 2
-            case .truncated: 1
-            default: 0
-            }
-        }
-        if rank(code) > rank(runCode) { runCode = code }
+        run.add(bytes, code)
     }
 
     private mutating func flushRun(into out: inout [DecodeResult]) {
-        defer { runSkipped = 0; runCode = nil }
-        guard runSkipped > 0 else { return }
-        let message = switch runCode ?? .garbage {
-        case .checksum: "a frame's check byte did not match; its packet was dropped"
-        case .truncated: "frames of a packet whose start was missed or that was cut short"
-        default: "bytes that start no frame"
+        let rejection = run.flush { code in
+            switch code {
+            case .checksum: "a frame's check byte did not match; its packet was dropped"
+            case .truncated: "frames of a packet whose start was missed or that was cut short"
+            default: "bytes that start no frame"
+            }
         }
-        out.append(.rejected(FrameError(runCode ?? .garbage, message, bytesSkipped: runSkipped)))
+        if let rejection { out.append(rejection) }
     }
 
     // MARK: - Packet contents
