@@ -9,11 +9,14 @@ import VitalSigns
 /// attempt (by their sequence number), so a resumed download yields each record once, and
 /// the records' deterministic IDs make any repeat across downloads a no-op in the store.
 public protocol CommandProtocol: Sendable {
-    /// The bytes that start a download attempt.
-    var request: [UInt8] { get }
-    /// Feeds the reply's bytes as they arrive.
-    mutating func receive(_ bytes: some Collection<UInt8>) -> [DecodeResult]
-    /// Whether the reply is complete.
+    /// Starts an attempt: the bytes to send first (a wake-up and a request, a link reset).
+    mutating func begin() -> [UInt8]
+    /// Feeds the device's bytes as they arrive; returns what they decoded to and the packets
+    /// to send in answer (an acknowledgement, the next request), in order, none when empty.
+    mutating func receive(_ bytes: some Collection<UInt8>) -> (results: [DecodeResult], send: [[UInt8]])
+    /// The quiet time the device needs between two packets it is sent.
+    var packetGap: Duration { get }
+    /// Whether the download is whole.
     var isComplete: Bool { get }
     /// Ends an attempt (timeout or hang-up): reports what was cut off and gets ready to ask
     /// again. Records already delivered stay remembered.
@@ -31,15 +34,19 @@ public struct OneTouchUltra2Download: CommandProtocol {
 
     public init() {}
 
-    public var request: [UInt8] { [0x11, 0x0D] + Array("DMP".utf8) }
+    public static let request: [UInt8] = [0x11, 0x0D] + Array("DMP".utf8)
+
+    public mutating func begin() -> [UInt8] { Self.request }
 
     public var isComplete: Bool { decoder.dumpsCompleted > completedAtStart }
 
-    public mutating func receive(_ bytes: some Collection<UInt8>) -> [DecodeResult] {
+    public mutating func receive(_ bytes: some Collection<UInt8>) -> (results: [DecodeResult], send: [[UInt8]]) {
         var out: [DecodeResult] = []
         for r in decoder.decode(bytes) { if let kept = dropRepeats(r) { out.append(kept) } }
-        return out
+        return (out, [])
     }
+
+    public var packetGap: Duration { .zero }
 
     public mutating func abandonAttempt() -> [DecodeResult] {
         var cut: [DecodeResult] = []

@@ -67,12 +67,15 @@ public struct MeterDownloader: Sendable {
         } catch {
             return .failed(error.reason)
         }
+        let writer: SerialWriter
         do {
-            try port.write(proto.request)
+            writer = try port.writer()
+            try writer.write(proto.begin())
         } catch {
             port.close()
             return .failed(error.reason)
         }
+        defer { writer.close() }
         let chunks = port.chunks(readSize: 4096)
         let (events, sink) = AsyncStream<Event>.makeStream()
         let timeout = replyTimeout
@@ -98,8 +101,13 @@ public struct MeterDownloader: Sendable {
                 switch event {
                 case .bytes(let bytes):
                     lastActivity = clock.now
-                    let results = proto.receive(bytes)
+                    let (results, answer) = proto.receive(bytes)
                     if !results.isEmpty { try await consume(results) }
+                    for packet in answer {
+                        // The device's guard time between packets (100 ms for LifeScan's binary link).
+                        if proto.packetGap > .zero { try await Task.sleep(for: proto.packetGap) }
+                        do throws(SerialError) { try writer.write(packet) } catch { return .failed(error.reason) }
+                    }
                     if proto.isComplete { return .complete }
                 case .ended(let reason):
                     return .failed(reason)
