@@ -69,3 +69,17 @@ public struct OneTouchUltra2Download: CommandProtocol {
         return delivered.insert(sequence).inserted ? result : nil
     }
 }
+
+/// The decoders whose devices answer only when asked, by the name profiles use: for these the
+/// daemon downloads (``CommandProtocol``) instead of listening.
+public let commandProtocolNames: [String] = ["onetouch-ultra2", "onetouch-ultraeasy"]
+
+/// A fresh download conversation for a profile's `decoder:` name, or nil for a device that
+/// streams on its own.
+public func makeCommandProtocol(named name: String) -> (any CommandProtocol)? {
+    switch name {
+    case "onetouch-ultra2": OneTouchUltra2Download()
+    case "onetouch-ultraeasy": OneTouchUltraEasyDownload()
+    default: nil
+    }
+}
