@@ -111,9 +111,11 @@ struct Decode: ParsableCommand {
             var decoder = GATTDeviceDecoder()
             do {
                 let event = try decoder.decode(c, bytes)
-                var out = GATTPrinter(payload: nil)
-                out.print(event, details: decoder.details, line: 0)
-                for s in decoder.finish() { out.printSample(s, details: [], event: nil, payload: nil) }
+                var renderer = GATTBatchRenderer(numbered: false)
+                var out = LineWriter()
+                out.write(renderer.render(event, details: decoder.details, line: 0))
+                out.write(renderer.finished(decoder.finish(), line: 0))
+                out.flush()
             } catch {
                 printError("\(error.description)")
                 throw ExitCode(65)
@@ -128,7 +130,8 @@ struct Decode: ParsableCommand {
             throw ExitCode(65)
         }
         var decoder = GATTDeviceDecoder()
-        var printer = GATTPrinter(payload: 0)
+        var renderer = GATTBatchRenderer(numbered: true)
+        var printer = LineWriter()
         var failed = false
         var lineNumber = 0
         for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
@@ -143,7 +146,7 @@ struct Decode: ParsableCommand {
             } else {
                 let token = line.prefix(while: { $0 != " " && $0 != "\t" })
                 guard let parsed = GATTCharacteristic(parsing: String(token)), token.count < line.count else {
-                    printer.error(line: lineNumber, "bad_line: expected '<UUID> <hex>'")
+                    printer.write([.object([("payload", .int(Int64(lineNumber))), ("error", .string("bad_line: expected '<UUID> <hex>'"))])])
                     failed = true
                     continue
                 }
@@ -151,19 +154,20 @@ struct Decode: ParsableCommand {
                 line = line.dropFirst(token.count)
             }
             guard let bytes = Self.parseHex(line) else {
-                printer.error(line: lineNumber, "bad_hex: not an even number of hexadecimal digits")
+                printer.write([.object([("payload", .int(Int64(lineNumber))),
+                                        ("error", .string("bad_hex: not an even number of hexadecimal digits"))])])
                 failed = true
                 continue
             }
             do {
                 let event = try decoder.decode(c, bytes)
-                printer.print(event, details: decoder.details, line: lineNumber)
+                printer.write(renderer.render(event, details: decoder.details, line: lineNumber))
             } catch {
-                printer.error(line: lineNumber, "\(error.code.rawValue): \(error.message)")
+                printer.write([renderer.error(error, line: lineNumber)])
                 failed = true
             }
         }
-        for s in decoder.finish() { printer.printSample(s, details: [], event: nil, payload: printer.origin(of: s, default: lineNumber)) }
+        printer.write(renderer.finished(decoder.finish(), line: lineNumber))
         printer.flush()
         if failed { throw ExitCode(65) }
     }
@@ -171,14 +175,9 @@ struct Decode: ParsableCommand {
     static func json(_ s: VitalSample) -> JSONValue {
         .object([
             ("vital", .string(s.vital.key)), ("loinc", .string(s.vital.loinc)), ("value", .double(s.quantity.value)),
-            ("unit", .string(s.quantity.unit)), ("measured_at", civil(s.deviceTime)),
+            ("unit", .string(s.quantity.unit)), ("measured_at", GATTBatchRenderer.civil(s.deviceTime)),
             ("flags", .array(s.flags.nameList.map { .string($0) })),
         ])
-    }
-
-    /// The device's wall clock carries no zone: print it without one.
-    static func civil(_ t: CivilDateTime?) -> JSONValue {
-        t.map { .string(String($0.iso8601(utcOffsetSeconds: 0).dropLast(5))) } ?? .null
     }
 
     static func parseHex<S: StringProtocol>(_ text: S) -> [UInt8]? {
@@ -236,94 +235,22 @@ struct Decode: ParsableCommand {
     }
 }
 
-/// Prints GATT events as JSON lines, buffering stdout (a batch can be 100 000 values).
-struct GATTPrinter {
-    /// nil for a single --hex value: no "payload" key.
-    var payload: Int?
-    /// Which payload line a held-back sample came from: glucose by sequence number.
-    var heldGlucose: [UInt64: Int] = [:]
+/// Writes JSON lines to stdout through one buffer (a batch can be 100 000 values).
+struct LineWriter {
     var buffer: [UInt8] = []
 
-    init(payload: Int?) { self.payload = payload }
-
-    mutating func print(_ event: GATTEvent, details: [GATTDetail], line: Int) {
-        let p = payload == nil ? nil : line
-        switch event {
-        case .measurement(let samples):
-            if samples.isEmpty { emit(p, [("event", .string("no_reading"))] + detailsMember(details)) }
-            for s in samples { printSample(s, details: details, event: nil, payload: p.map { origin(of: s, default: $0) }) }
-        case .intermediate(let samples):
-            if samples.isEmpty { emit(p, [("event", .string("intermediate"))] + detailsMember(details)) }
-            for s in samples { printSample(s, details: details, event: "intermediate", payload: p) }
-        case .incomplete:
-            if let p, let seq = heldSequence(details) { heldGlucose[seq] = p }
-            emit(p, [("event", .string("incomplete"))] + detailsMember(details))
-        case .batteryLevel(let level):
-            emit(p, [("event", .string("battery")), ("value", .int(Int64(level))), ("unit", .string("%"))])
-        case .deviceTime(let t):
-            emit(p, [("event", .string("device_time")), ("measured_at", Decode.civil(t)),
-                     ("millisecond", .int(Int64(t.millisecond)))])
-        case .racp(let r):
-            switch r {
-            case .numberOfRecords(let n):
-                emit(p, [("event", .string("racp")), ("number_of_records", .int(Int64(n)))])
-            case .responseCode(let request, let code):
-                emit(p, [("event", .string("racp")), ("request_op_code", .int(Int64(request))),
-                         ("response_code", .string(code.description))])
-            }
+    mutating func write(_ lines: [JSONValue]) {
+        for line in lines {
+            buffer += line.serialized.utf8
+            buffer.append(0x0A)
         }
-        if payload == nil { flush() }
-    }
-
-    /// The payload a glucose sample came from, when it was held waiting for its context.
-    mutating func origin(of s: VitalSample, default line: Int) -> Int {
-        guard s.vital == .bloodGlucose || s.vital == .interstitialGlucose || s.vital == .hemoglobinA1c,
-              let seq = s.sequence, let held = heldGlucose[seq] else { return line }
-        if s.vital != .hemoglobinA1c { heldGlucose[seq] = nil }
-        return held
-    }
-
-    /// The sequence number of a glucose measurement now held (set by the decoder's details).
-    func heldSequence(_ details: [GATTDetail]) -> UInt64? {
-        details.first(where: { $0.name == "sequence" }).flatMap { UInt64($0.value) }
-    }
-
-    mutating func printSample(_ s: VitalSample, details: [GATTDetail], event: String?, payload p: Int?) {
-        var members: [(String, JSONValue)] = []
-        if let event { members.append(("event", .string(event))) }
-        members += [
-            ("vital", .string(s.vital.key)), ("loinc", .string(s.vital.loinc)), ("value", .double(s.quantity.value)),
-            ("unit", .string(s.quantity.unit)), ("measured_at", Decode.civil(s.deviceTime)),
-            ("flags", .array(s.flags.nameList.map { .string($0) })),
-            ("sequence", s.sequence.map { .int(Int64(truncatingIfNeeded: $0)) } ?? .null),
-        ]
-        emit(p, members + detailsMember(details))
-        if payload == nil { flush() }
-    }
-
-    func detailsMember(_ details: [GATTDetail]) -> [(String, JSONValue)] {
-        guard !details.isEmpty else { return [] }
-        var seen = Set<String>()
-        var obj: [(String, JSONValue)] = []
-        for d in details where seen.insert(d.name).inserted { obj.append((d.name, .string(d.value))) }
-        return [("details", .object(obj))]
-    }
-
-    mutating func error(line: Int, _ message: String) {
-        emit(line, [("error", .string(message))])
-    }
-
-    mutating func emit(_ p: Int?, _ members: [(String, JSONValue)]) {
-        let all = (p.map { [("payload", JSONValue.int(Int64($0)))] } ?? []) + members
-        buffer += JSONValue.object(all).serialized.utf8
-        buffer.append(0x0A)
         if buffer.count > 1 << 16 { flush() }
     }
 
     mutating func flush() {
         var offset = 0
         while offset < buffer.count {
-            let n = buffer[offset...].withUnsafeBytes { write(1, $0.baseAddress, $0.count) }
+            let n = buffer[offset...].withUnsafeBytes { Glibc.write(1, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 { break }
             offset += n
