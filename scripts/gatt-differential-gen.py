@@ -305,10 +305,13 @@ def crc16_mcrf4xx(data):
 
 
 def gen_2aa7(rng, i):
-    """CGM Measurement (CGMS 1.0.1 §3.2, GSS §3.59): one to three records, each
-    Size, Flags, Glucose (SFLOAT mg/dL), Time Offset (minutes), Status/Cal-Temp/Warning
-    octets, Trend, Quality, optional E2E-CRC. Flags bit 0 trend present, bit 1 quality
-    present, bit 5 warning octet, bit 6 cal/temp octet, bit 7 status octet."""
+    """CGM Measurement (CGMS 1.0.1 §3.2, org.bluetooth.characteristic.cgm_measurement): one
+    to three records, each Size, Flags, Glucose (SFLOAT mg/dL), Time Offset (minutes), the
+    Sensor Status Annunciation octets present, Trend, Quality, optional E2E-CRC. Flags bit 0
+    trend present, bit 1 quality present, bit 5 warning octet, bit 6 cal/temp octet, bit 7
+    status octet. The annunciation is one field, bits 0–7 Status, 8–15 Cal/Temp, 16–23
+    Warning, sent least significant octet first with only the present octets: so Status,
+    Cal/Temp, Warning."""
     with_crc = (i // 32) % 2 == 1
     n = 1 + (i // 64) % 3
     out = bytearray()
