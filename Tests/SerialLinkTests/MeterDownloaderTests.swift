@@ -85,7 +85,9 @@ final class ScriptedMeter: Sendable {
 
 @Suite("Meter memory download: command, reply, timeout and retry over a real pty", .serialized)
 struct MeterDownloaderTests {
-    static func downloader(_ meter: ScriptedMeter, timeout: Duration = .milliseconds(400)) -> MeterDownloader {
+    /// Generous by default (a loaded machine can delay the downloader's task past a real
+    /// meter's answer time); the timeout paths pass a short one with a meter that is silent.
+    static func downloader(_ meter: ScriptedMeter, timeout: Duration = .seconds(3)) -> MeterDownloader {
         MeterDownloader(path: meter.pty.slavePath, settings: SerialSettings(), replyTimeout: timeout,
                         attempts: 3, retryDelay: .milliseconds(50))
     }
@@ -114,7 +116,7 @@ struct MeterDownloaderTests {
         defer { meter.stop() }
         var proto = OneTouchUltra2Download()
         var got: [DecodeResult] = []
-        let attempts = try await Self.downloader(meter).download(&proto) { got += $0 }
+        let attempts = try await Self.downloader(meter, timeout: .seconds(1)).download(&proto) { got += $0 }
         #expect(attempts == 2)
         #expect(meter.requestCount == 2)
         let sequences = Self.glucose(got).compactMap(\.sequence)

@@ -127,8 +127,11 @@ struct UltraEasyDownloadTests {
         return .init(seconds: 1_700_000_000 - UInt32(i) * 21_600, mgdL: values[i])
     }
 
-    static func downloader(_ meter: ScriptedUltraEasy) -> MeterDownloader {
-        MeterDownloader(path: meter.pty.slavePath, settings: SerialSettings(), replyTimeout: .milliseconds(500),
+    /// The reply timeout is generous: on a loaded test machine the downloader's task can wait
+    /// for a thread longer than a real meter takes to answer, and a false timeout would show as
+    /// a second attempt. The timeout paths are tested with a silent meter.
+    static func downloader(_ meter: ScriptedUltraEasy, timeout: Duration = .seconds(3)) -> MeterDownloader {
+        MeterDownloader(path: meter.pty.slavePath, settings: SerialSettings(), replyTimeout: timeout,
                         attempts: 3, retryDelay: .milliseconds(50))
     }
 
@@ -174,7 +177,7 @@ struct UltraEasyDownloadTests {
         defer { meter.stop() }
         var proto = OneTouchUltraEasyDownload()
         var got: [DecodeResult] = []
-        let attempts = try await Self.downloader(meter).download(&proto) { got += $0 }
+        let attempts = try await Self.downloader(meter, timeout: .seconds(1)).download(&proto) { got += $0 }
         #expect(attempts == 2)
         #expect(meter.sessions == 2)
         #expect(Self.samples(got).map(\.sequence) == Self.records.map { UInt64($0.seconds) })
@@ -188,7 +191,7 @@ struct UltraEasyDownloadTests {
         defer { meter.stop() }
         var proto = OneTouchUltraEasyDownload()
         var got: [DecodeResult] = []
-        let attempts = try await Self.downloader(meter).download(&proto) { got += $0 }
+        let attempts = try await Self.downloader(meter, timeout: .seconds(1)).download(&proto) { got += $0 }
         #expect(attempts == 2)
         #expect(Self.samples(got).map(\.sequence) == Self.records.map { UInt64($0.seconds) })
         #expect(got.contains { if case .rejected(let e) = $0 { e.code == .checksum } else { false } })
