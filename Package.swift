@@ -74,7 +74,7 @@ let package = Package(
         .testTarget(name: "ReadingStoreTests", dependencies: [
             "ReadingStore", "VitalSigns", .product(name: "Logging", package: "swift-log"),
         ]),
-        .testTarget(name: "SerialLinkTests", dependencies: ["SerialLink", "VigilTestKit"]),
+        .testTarget(name: "SerialLinkTests", dependencies: ["SerialLink", "VigilTestKit", "DeviceDecoding", "DeviceProfiles", "StrictYAML"]),
         .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VigilTestKit", "VitalSigns"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VigilTestKit", "VitalSigns", "Uplink", "SerialLink"]),
     ]

@@ -1,6 +1,8 @@
 import DeviceDecoding
+import DeviceProfiles
 import Glibc
 import SerialLink
+import StrictYAML
 import Synchronization
 import Testing
 import VigilTestKit
@@ -239,17 +241,45 @@ struct SerialDeviceLinkTests {
     }
 }
 
-@Suite("Fixture replay through a pseudo-terminal", .serialized)
+/// Every capture a device profile lists, written into a real pseudo-terminal and read back
+/// through the serial port code with the profile's line settings and decoder: once with the
+/// capture's recorded timing (compressed so each takes at most about a third of a second) and
+/// once as fast as the pty takes it. The results must equal the capture's expected output.
+@Suite("Fixture replay through a pseudo-terminal")
 struct FixtureReplayTests {
-    func replayThroughPTY(_ name: String, speed: Double?) async throws {
-        let capture = try Fixtures.capture(name)
-        let expected = try Fixtures.expected(forCapture: name)
+    struct Case: Sendable, CustomTestStringConvertible {
+        var capture: String
+        var decoder: String
+        var settings: SerialSettings
+        var testDescription: String { "\(capture) via \(decoder)" }
+    }
+
+    static var cases: [Case] {
+        let dir = Fixtures.repositoryRoot + "/devices"
+        return Fixtures.list(dir).filter { $0.hasSuffix(".yaml") }.flatMap { name -> [Case] in
+            let path = dir + "/" + name
+            guard let bytes = try? Fixtures.readFile(path),
+                  let profile = try? YAMLDecoder().decode(DeviceProfile.self, from: bytes, fileName: path),
+                  let serial = profile.serial else { return [] }
+            let settings = SerialSettings(baud: serial.baud, dataBits: serial.dataBits,
+                                          parity: SerialSettings.Parity(rawValue: serial.parity.rawValue) ?? .none,
+                                          stopBits: serial.stopBits)
+            return profile.fixtures.map { Case(capture: $0, decoder: profile.decoder, settings: settings) }
+        }
+    }
+
+    func replayThroughPTY(_ c: Case, speed: Double?) async throws {
+        let capture = try Fixtures.capture(c.capture)
+        let expected = try Fixtures.expected(forCapture: c.capture)
+        guard var decoder = makeDecoder(named: c.decoder) else {
+            Issue.record("no decoder \(c.decoder)")
+            return
+        }
         let pty = try PseudoTerminal(holdSlaveOpen: false)
-        let port = try SerialPort.open(path: pty.slavePath, settings: .rad8)
+        let port = try SerialPort.open(path: pty.slavePath, settings: c.settings)
         let stream = port.chunks()
         let received = EventLog<Int>()
         let results = Task { () -> [DecodeResult] in
-            var decoder = MasimoASCIIDecoder()
             var out: [DecodeResult] = []
             do {
                 for try await chunk in stream {
@@ -259,31 +289,39 @@ struct FixtureReplayTests {
             } catch {}
             return out + decoder.finish()
         }
-        let replayer = CaptureReplayer(records: capture.records,
-                                       speed: speed)
+        let replayer = CaptureReplayer(records: capture.records, speed: speed)
         try await replayer.run(into: pty)
         // Unplug once every byte has been read, so finish() sees the stream's true end.
         let total = capture.allBytes.count
         var sum = 0, cursor = 0
-        while sum < total, let (n, next) = await received.next(from: cursor, within: .seconds(5), where: { _ in true }) {
+        while sum < total, let (n, next) = await received.next(from: cursor, within: .seconds(10), where: { _ in true }) {
             sum += n
             cursor = next
         }
-        #expect(sum == total)
+        #expect(sum == total, "\(c.capture): read \(sum) of \(total) bytes")
         pty.close()
         let got = await results.value
-        #expect(got.count == expected.count, "\(name): \(got.count) results, expected \(expected.count)")
+        #expect(got.count == expected.count, "\(c.capture): \(got.count) results, expected \(expected.count)")
         for (i, (r, e)) in zip(got, expected).enumerated() where !e.matches(r) {
-            Issue.record("\(name) result \(i + 1): got \(r), expected \(e)")
+            Issue.record("\(c.capture) result \(i + 1): got \(r), expected \(e)")
             break
         }
     }
 
-    @Test("garbage, truncated and corrupt captures, as fast as possible",
-          arguments: ["masimo-rad8/garbage.capture", "masimo-rad8/truncated.capture", "masimo-rad8/corrupt.capture"])
-    func fast(_ name: String) async throws { try await replayThroughPTY(name, speed: nil) }
+    @Test("every profile's captures list at least the Masimo, Nonin, Contec and OneTouch fixtures")
+    func casesAreFound() {
+        let names = Set(Self.cases.map(\.decoder))
+        for d in ["masimo-ascii1", "nonin-sdf2", "contec-cms50-legacy", "onetouch-ultra2", "onetouch-ultraeasy", "masimo-trend"] {
+            #expect(names.contains(d), "no fixtures replayed for \(d)")
+        }
+    }
 
-    @Test("the normal capture with its timing, 100× faster")
-    func timed() async throws { try await replayThroughPTY("masimo-rad8/normal.capture", speed: 100) }
+    @Test("with the recorded timing (compressed to at most ~300 ms a capture)", arguments: cases)
+    func timed(_ c: Case) async throws {
+        let duration = Double(try Fixtures.capture(c.capture).durationMilliseconds)
+        try await replayThroughPTY(c, speed: max(1, duration / 300))
+    }
+
+    @Test("as fast as the pseudo-terminal takes the bytes", arguments: cases)
+    func fast(_ c: Case) async throws { try await replayThroughPTY(c, speed: nil) }
 }
-
