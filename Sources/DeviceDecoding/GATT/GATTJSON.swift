@@ -90,3 +90,79 @@ public struct GATTBatchRenderer: Sendable {
         t.map { .string(String($0.iso8601(utcOffsetSeconds: 0).dropLast(5))) } ?? .null
     }
 }
+
+/// The `vigilctl decode --characteristic … --file` batch: one hex value per line (blank lines
+/// and `#` comments ignored), or `<UUID> <hex>` per line when no characteristic is given
+/// (the `firmware-fixtures/gatt/*.values` format), all through one decoder in order.
+public enum GATTBatch {
+    /// Decodes every line of `text`, handing each JSON line to `emit` as it is made. Returns
+    /// false when any line failed (a bad line, bad hex, or a decode error).
+    public static func run(_ text: String, characteristic fixed: GATTCharacteristic?,
+                           options: GATTDecoderOptions = GATTDecoderOptions(),
+                           emit: (JSONValue) -> Void) -> Bool {
+        var decoder = GATTDeviceDecoder(options: options)
+        var renderer = GATTBatchRenderer(numbered: true)
+        var ok = true
+        var lineNumber = 0
+        func fail(_ message: String) {
+            emit(.object([("payload", .int(Int64(lineNumber))), ("error", .string(message))]))
+            ok = false
+        }
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            var line = Substring(rawLine)
+            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+            line = line.drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            guard !line.isEmpty, line.contains(where: { $0 != " " && $0 != "\t" && $0 != "\r" }) else { continue }
+            let c: GATTCharacteristic
+            if let fixed {
+                c = fixed
+            } else {
+                let token = line.prefix(while: { $0 != " " && $0 != "\t" })
+                guard let parsed = GATTCharacteristic(parsing: String(token)), token.count < line.count else {
+                    fail("bad_line: expected '<UUID> <hex>'")
+                    continue
+                }
+                c = parsed
+                line = line.dropFirst(token.count)
+            }
+            guard let bytes = parseHex(line) else {
+                fail("bad_hex: not an even number of hexadecimal digits")
+                continue
+            }
+            do {
+                let event = try decoder.decode(c, bytes)
+                for l in renderer.render(event, details: decoder.details, line: lineNumber) { emit(l) }
+            } catch {
+                emit(renderer.error(error, line: lineNumber))
+                ok = false
+            }
+        }
+        for l in renderer.finished(decoder.finish(), line: lineNumber) { emit(l) }
+        return ok
+    }
+
+    /// Hex digits, whitespace ignored; nil for any other character or an odd digit count.
+    public static func parseHex<S: StringProtocol>(_ text: S) -> [UInt8]? {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count / 2)
+        var high: UInt8?
+        for c in text.utf8 {
+            let v: UInt8
+            switch c {
+            case 0x30...0x39: v = c - 0x30
+            case 0x41...0x46: v = c - 0x41 + 10
+            case 0x61...0x66: v = c - 0x61 + 10
+            case 0x20, 0x09, 0x0D, 0x0A: continue
+            default: return nil
+            }
+            if let h = high {
+                out.append(h << 4 | v)
+                high = nil
+            } else {
+                high = v
+            }
+        }
+        return high == nil ? out : nil
+    }
+}
