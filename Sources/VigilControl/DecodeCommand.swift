@@ -42,6 +42,13 @@ struct Decode: ParsableCommand {
         "A capture file (serial) or a file of hex values, one per line (Bluetooth).", valueName: "path"))
     var file: String?
 
+    @Flag(help: "CGM Measurement records end in an E2E-CRC (the device's CGM Feature says so).")
+    var cgmCRC = false
+
+    @Flag(help: ArgumentHelp(
+        "With --characteristic and --file: print only {\"payloads\", \"readings\", \"errors\"} (decode cost without the JSON)."))
+    var summary = false
+
     @Flag(help: "Accepted for uniformity with the other commands: the output is always JSON lines.")
     var json = false
 
@@ -108,7 +115,7 @@ struct Decode: ParsableCommand {
                 printError("--hex: not an even number of hexadecimal digits")
                 throw ExitCode(65)
             }
-            var decoder = GATTDeviceDecoder()
+            var decoder = GATTDeviceDecoder(options: GATTDecoderOptions(cgmCRCPresent: cgmCRC))
             do {
                 let event = try decoder.decode(c, bytes)
                 var renderer = GATTBatchRenderer(numbered: false)
@@ -129,47 +136,15 @@ struct Decode: ParsableCommand {
             printError("\(error)")
             throw ExitCode(65)
         }
-        var decoder = GATTDeviceDecoder()
-        var renderer = GATTBatchRenderer(numbered: true)
-        var printer = LineWriter()
-        var failed = false
-        var lineNumber = 0
-        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNumber += 1
-            var line = Substring(rawLine)
-            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
-            line = line.drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" })
-            guard !line.isEmpty else { continue }
-            var c: GATTCharacteristic
-            if let fixed {
-                c = fixed
-            } else {
-                let token = line.prefix(while: { $0 != " " && $0 != "\t" })
-                guard let parsed = GATTCharacteristic(parsing: String(token)), token.count < line.count else {
-                    printer.write([.object([("payload", .int(Int64(lineNumber))), ("error", .string("bad_line: expected '<UUID> <hex>'"))])])
-                    failed = true
-                    continue
-                }
-                c = parsed
-                line = line.dropFirst(token.count)
-            }
-            guard let bytes = Self.parseHex(line) else {
-                printer.write([.object([("payload", .int(Int64(lineNumber))),
-                                        ("error", .string("bad_hex: not an even number of hexadecimal digits"))])])
-                failed = true
-                continue
-            }
-            do {
-                let event = try decoder.decode(c, bytes)
-                printer.write(renderer.render(event, details: decoder.details, line: lineNumber))
-            } catch {
-                printer.write([renderer.error(error, line: lineNumber)])
-                failed = true
-            }
+        var out = LineWriter()
+        let result = GATTBatch.run(text, characteristic: fixed, options: GATTDecoderOptions(cgmCRCPresent: cgmCRC),
+                                   render: !summary) { out.write([$0]) }
+        if summary {
+            out.write([.object([("payloads", .int(Int64(result.payloads))), ("readings", .int(Int64(result.readings))),
+                                ("errors", .int(Int64(result.errors)))])])
         }
-        printer.write(renderer.finished(decoder.finish(), line: lineNumber))
-        printer.flush()
-        if failed { throw ExitCode(65) }
+        out.flush()
+        if !result.ok { throw ExitCode(65) }
     }
 
     static func json(_ s: VitalSample) -> JSONValue {
@@ -180,28 +155,7 @@ struct Decode: ParsableCommand {
         ])
     }
 
-    static func parseHex<S: StringProtocol>(_ text: S) -> [UInt8]? {
-        var out: [UInt8] = []
-        out.reserveCapacity(text.utf8.count / 2)
-        var high: UInt8?
-        for c in text.utf8 {
-            let v: UInt8
-            switch c {
-            case 0x30...0x39: v = c - 0x30
-            case 0x41...0x46: v = c - 0x41 + 10
-            case 0x61...0x66: v = c - 0x61 + 10
-            case 0x20, 0x09, 0x0D, 0x0A: continue
-            default: return nil
-            }
-            if let h = high {
-                out.append(h << 4 | v)
-                high = nil
-            } else {
-                high = v
-            }
-        }
-        return high == nil ? out : nil
-    }
+    static func parseHex(_ text: String) -> [UInt8]? { GATTBatch.parseHex(text) }
 
     static func load(_ path: String) throws -> [UInt8] {
         do {

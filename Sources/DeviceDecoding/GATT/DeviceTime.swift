@@ -19,7 +19,7 @@ public enum GATTCurrentTime {
             dow = UInt8(d + 1)
         }
         let y = UInt16(clamping: time.year)
-        let fractions = UInt8(clamping: time.millisecond * 256 / 1000)
+        let fractions = UInt8(clamping: min(max(time.millisecond, 0), 999) * 256 / 1000)
         var out: [UInt8] = [UInt8(y & 0xFF), UInt8(y >> 8)]
         out.append(UInt8(clamping: time.month))
         out.append(UInt8(clamping: time.day))

@@ -125,6 +125,8 @@ public struct GATTDetail: Hashable, Sendable {
 public struct GATTDeviceDecoder: Sendable {
     public var options: GATTDecoderOptions
     /// Descriptive fields of the value last decoded (see `GATTDetail`); empty after an error.
+    /// A glucose measurement held for its context (`.incomplete`) names its `sequence` here;
+    /// a special value names its field (`special_value`: `systolic_bp=NaN`).
     public private(set) var details: [GATTDetail] = []
     /// A glucose measurement whose context (0x2A34) was announced and has not arrived.
     var pendingGlucose: GlucosePending?
