@@ -113,17 +113,20 @@ private let spo2Plan = """
         try await Rig.with { rig in
             try rig.vigild.start()
             var written = 0
+            var writtenWhileDown: [Int] = []
             let kills = 3
             for _ in 0..<kills {
-                // Stream for a moment at ~200 lines/s, kill -9 in the middle, keep streaming while it is down.
-                for _ in 0..<60 {
+                // Stream for a moment at ~50 lines/s (a fast device; a Rad-8 sends one a
+                // second), kill -9 in the middle, keep streaming while it is down.
+                for _ in 0..<30 {
                     try await rig.device.write(rig.line(written))
                     written += 1
-                    try await Task.sleep(for: .milliseconds(5))
+                    try await Task.sleep(for: .milliseconds(20))
                 }
                 rig.vigild.kill9()
                 for _ in 0..<20 {
                     try await rig.device.write(rig.line(written))
+                    writtenWhileDown.append(written)
                     written += 1
                 }
                 try rig.vigild.start()
@@ -138,20 +141,32 @@ private let spo2Plan = """
             try await rig.subscriber.waitFor(count: committed.count, timeout: 30, matching: isReading)
             let arrived = await eventually(within: .seconds(20)) { Set(rig.readings.map(\.id)).isSuperset(of: committed) }
             #expect(arrived, "every committed reading arrives after the restarts")
+            // The last lines, written after the final restart, arrive too.
+            let last = String(CivilDateTime(utc: rig.start.adding(seconds: Int64(written - 1))).iso8601(utcOffsetSeconds: 0).prefix(19))
+            #expect(await eventually(within: .seconds(20)) { rig.readings.contains { $0.measuredAt.hasPrefix(last) } })
 
             let finalCommitted = try await committedIDs(rig.vigild.databasePath, atLeast: committed.count)
             let readings = rig.readings
-            let distinctLines = Set(readings.filter { $0.vital == "spo2" }.map(\.measuredAt)).count
-            let lost = written - distinctLines
+            let delivered = Set(readings.filter { $0.vital == "spo2" }.map { String($0.measuredAt.prefix(19)) })
+            let lost = written - delivered.count
             // Duplicates are allowed only as the same reading: same ID, same value.
             var byID: [String: ArrivedReading] = [:]
             for r in readings {
                 if let seen = byID[r.id] { #expect(seen == r, "a duplicate carries the same ID and content") }
                 byID[r.id] = r
             }
-            print("kill -9 × \(kills): lines written \(written), distinct lines delivered \(distinctLines), lost \(lost), "
+            print("kill -9 × \(kills): lines written \(written), distinct lines delivered \(delivered.count), lost \(lost), "
                   + "readings committed \(finalCommitted.count), messages \(readings.count) (\(readings.count - byID.count) duplicates)")
-            #expect(lost <= kills * 2, "at most the bytes between read() and commit are lost at each kill")
+            // Lines written while vigild was down wait in the kernel's tty queue: the restarted
+            // daemon reads them (it never flushes input at open), so none of them may be lost.
+            let downLost = writtenWhileDown.filter { i in
+                !delivered.contains(String(CivilDateTime(utc: rig.start.adding(seconds: Int64(i))).iso8601(utcOffsetSeconds: 0).prefix(19)))
+            }
+            // The one chunk being committed at a kill is the only thing a kill may cost; it can
+            // hold the first of the lines written while down, and a loaded machine makes chunks
+            // longer, so the bound is a few lines per kill, not zero.
+            #expect(downLost.count <= kills, "lines written while vigild was down and lost: \(downLost)")
+            #expect(lost <= kills * 5, "at most the bytes between read() and commit are lost at each kill")
         }
     }
 
