@@ -75,8 +75,8 @@ public struct SerialDeviceLink: Sendable {
     /// - Parameters:
     ///   - path: the device path; symlinks (such as /dev/serial/by-id/…) are resolved at
     ///     every open, so a replug that lands on a new ttyUSBn is followed. Or
-    ///     `usb:VVVV:PPPP` (optionally `:SERIAL`): the one USB-serial adapter with those ids,
-    ///     looked up in sysfs at every open.
+    ///     `usb:VVVV:PPPP` (optionally `:SERIAL`; several ids separated by commas): the one
+    ///     USB-serial adapter with those ids, looked up in sysfs at every open.
     ///   - onState: called on every state change, from the task running ``run(_:)``.
     public init(path: String, settings: SerialSettings, backoff: Backoff = Backoff(), exclusive: Bool = true,
                 onState: @escaping @Sendable (State) -> Void) {
@@ -135,11 +135,13 @@ public struct SerialDeviceLink: Sendable {
     static func resolve(_ configured: String, locator: USBSerialLocator) throws(SerialError) -> String {
         var path = configured
         if configured.hasPrefix("usb:") {
-            guard let id = USBSerialID(parsing: configured.dropFirst(4)) else {
+            // One id, or several separated by commas (a profile's list of known adapters).
+            let ids = configured.dropFirst(4).split(separator: ",").map { USBSerialID(parsing: $0) }
+            guard !ids.isEmpty, ids.allSatisfy({ $0 != nil }) else {
                 throw SerialError(code: .notFound, errno: EINVAL, path: configured, operation: "locate",
                                   reason: "not a USB id: expected usb:VVVV:PPPP or usb:VVVV:PPPP:SERIAL")
             }
-            path = try locator.locate([id])
+            path = try locator.locate(ids.compactMap { $0 })
         }
         guard let p = realpath(path, nil) else {
             throw SerialError.from(errno: errno, path: path, operation: "realpath")
