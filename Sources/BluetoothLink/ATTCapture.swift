@@ -105,7 +105,13 @@ public struct ATTCapture: Sendable, Hashable {
                     capture.script.append(.delay(milliseconds: ms))
                 case "stall": capture.script.append(.stall)
                 case "disconnect": capture.script.append(.disconnect)
-                case "raw": capture.script.append(.raw(try bytes()))
+                case "raw":
+                    if valuePart == nil {
+                        guard words.count > 1, let b = parseHex(words.dropFirst().joined()) else { throw fail("raw takes hex bytes") }
+                        capture.script.append(.raw(b))
+                    } else {
+                        capture.script.append(.raw(try bytes()))
+                    }
                 default: throw fail("unknown script step '\(keyword)'")
                 }
                 continue

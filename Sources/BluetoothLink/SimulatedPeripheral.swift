@@ -110,6 +110,9 @@ public actor SimulatedPeripheral {
     public func serve(_ bearer: any ATTBearer) async {
         let (jobs, jobsContinuation) = AsyncStream<[UInt8]>.makeStream()
         racpJobs = jobsContinuation
+        // Leading steps that need no waiting (stall, raw, notify, disconnect) run before any
+        // request is read, so "stall" or a malformed PDU at the start is deterministic.
+        runImmediateSteps(bearer)
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 do {
@@ -138,8 +141,27 @@ public actor SimulatedPeripheral {
 
     // MARK: Script
 
+    private var scriptIndex = 0
+
+    private func runImmediateSteps(_ bearer: any ATTBearer) {
+        while scriptIndex < capture.script.count, !closed {
+            switch capture.script[scriptIndex] {
+            case .stall: stalled = true
+            case .raw(let bytes): try? bearer.send(bytes)
+            case .notify(let uuid, let value):
+                if let h = database.valueHandle(of: uuid) { try? bearer.send(ATTPDU.notification(handle: h, value: value).serialize()) }
+            case .disconnect:
+                closed = true
+                bearer.close()
+            case .waitSubscribed, .indicate, .delay:
+                return
+            }
+            scriptIndex += 1
+        }
+    }
+
     private func runScript(_ bearer: any ATTBearer) async {
-        for step in capture.script {
+        for step in capture.script[scriptIndex...] {
             if closed { return }
             switch step {
             case .waitSubscribed(let uuid):
