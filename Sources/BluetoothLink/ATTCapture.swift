@@ -55,6 +55,8 @@ public struct ATTCapture: Sendable, Hashable {
         case disconnect
         /// Sends these bytes as one PDU, as they are (malformed or out-of-place PDUs).
         case raw([UInt8])
+        /// Waits until a RACP procedure has been answered (its response indication confirmed).
+        case waitRACP
     }
 
     public init(mtu: UInt16 = 23, services: [ServiceSpec], records: [StoredRecord] = [], script: [Step] = []) {
@@ -103,6 +105,7 @@ public struct ATTCapture: Sendable, Hashable {
                 case "delay":
                     guard words.count == 2, let ms = Int(words[1]), ms >= 0, ms <= 600_000 else { throw fail("delay takes milliseconds (0…600000)") }
                     capture.script.append(.delay(milliseconds: ms))
+                case "wait-racp": capture.script.append(.waitRACP)
                 case "stall": capture.script.append(.stall)
                 case "disconnect": capture.script.append(.disconnect)
                 case "raw":

@@ -68,6 +68,9 @@ public final class GATTClient: Sendable {
         var confirmedUpTo: UInt64 = 0
         var racp: RACPWait?
         var pump: Task<Void, Never>?
+        /// The peer left (seen on a send): requests fail, but PDUs it sent before leaving are
+        /// still read and delivered until the end of the stream.
+        var draining = false
     }
 
     private init(bearer: any ATTBearer, configuration: Configuration, logger: Logger) {
@@ -332,6 +335,10 @@ public final class GATTClient: Sendable {
             if serial <= s.confirmedUpTo { return .nothing }
             if let f = s.failure { return .failed(f) }
             guard s.outstandingIndication == serial else { return .nothing }
+            // Cleared before sending: the device may answer the confirmation with its next
+            // indication before this thread runs again.
+            s.outstandingIndication = nil
+            s.confirmedUpTo = max(s.confirmedUpTo, serial)
             return .send
         }
         switch step {
@@ -342,12 +349,10 @@ public final class GATTClient: Sendable {
         do {
             try bearer.send(ATTPDU.confirmation.serialize())
         } catch {
-            fail(error)
+            // Not confirmed after all: the device keeps the value and sends it again.
+            state.withLock { s in if s.confirmedUpTo == serial { s.confirmedUpTo = serial - 1 } }
+            fail(error, drainReceived: error.code == .disconnected)
             throw error
-        }
-        state.withLock { s in
-            if s.outstandingIndication == serial { s.outstandingIndication = nil }
-            s.confirmedUpTo = max(s.confirmedUpTo, serial)
         }
     }
 
@@ -406,7 +411,7 @@ public final class GATTClient: Sendable {
                 do throws(BluetoothError) {
                     try bearer.send(request.serialize())
                 } catch {
-                    fail(error)
+                    fail(error, drainReceived: error.code == .disconnected)
                 }
             }
         } catch let e as BluetoothError {
@@ -482,7 +487,7 @@ public final class GATTClient: Sendable {
         do {
             for try await bytes in bearer.incoming {
                 handle(bytes)
-                if state.withLock({ $0.failure != nil }) { return }
+                if state.withLock({ $0.failure != nil && !$0.draining }) { return }
             }
             fail(BluetoothError(code: .disconnected, link: bearer.link, operation: "receive", reason: "the link was closed"))
         } catch let e as BluetoothError {
@@ -490,6 +495,13 @@ public final class GATTClient: Sendable {
         } catch {
             fail(BluetoothError(code: .disconnected, link: bearer.link, operation: "receive", reason: "the link ended (\(error))"))
         }
+        finishValues()
+    }
+
+    /// Ends ``values``: normally after ``close()``, else with the error that ended the link.
+    private func finishValues() {
+        let (failure, byUser) = state.withLock { ($0.failure, $0.closedByUser) }
+        if byUser || failure == nil { valuesContinuation.finish() } else if let failure { valuesContinuation.finish(throwing: failure) }
     }
 
     private func handle(_ bytes: [UInt8]) {
@@ -517,7 +529,7 @@ public final class GATTClient: Sendable {
             resolve(pdu, matching: { $0.expected == pdu.opcode })
         case .notification(let h, let v):
             let uuid = state.withLock { s -> BluetoothUUID? in
-                if s.racp != nil, s.racp?.handle != h { s.racp?.valuesReceived += 1 }
+                if let r = s.racp, r.handle != h, r.received == nil { s.racp?.valuesReceived += 1 }
                 return s.handles[h]
             }
             valuesContinuation.yield(GATTValue(handle: h, uuid: uuid, bytes: v, receivedAt: realtimeNow(), indication: nil))
@@ -534,7 +546,7 @@ public final class GATTClient: Sendable {
                     s.racp?.continuation = nil
                     return .racp(c)
                 }
-                if s.racp != nil { s.racp?.valuesReceived += 1 }
+                if let r = s.racp, r.received == nil { s.racp?.valuesReceived += 1 }
                 return .deliver(serial, s.handles[h])
             }
             switch route {
@@ -582,7 +594,11 @@ public final class GATTClient: Sendable {
 
     /// Ends the link with `error` (first error wins): closes the bearer, fails the pending
     /// request, the queued callers and a RACP wait, and ends ``values``.
-    private func fail(_ error: BluetoothError) {
+    ///
+    /// With `drainReceived` (the peer left, noticed when sending), the bearer is not closed:
+    /// values the device sent before leaving (a measurement, then disconnect) are still
+    /// delivered, and ``values`` ends when the receive side reaches the end of the stream.
+    private func fail(_ error: BluetoothError, drainReceived: Bool = false) {
         struct Drained {
             var pending: Pending?
             var waiters: [CheckedContinuation<Void, any Error>]
@@ -593,6 +609,7 @@ public final class GATTClient: Sendable {
         let drained: Drained? = state.withLock { s in
             guard s.failure == nil else { return nil }
             s.failure = error
+            s.draining = drainReceived
             let d = Drained(pending: s.pending, waiters: s.waiters, racp: s.racp?.continuation, error: error, byUser: s.closedByUser)
             s.pending = nil
             s.waiters = []
@@ -603,12 +620,12 @@ public final class GATTClient: Sendable {
         if error.code == .protocolViolation {
             logger.warning("ATT protocol violation; disconnecting", metadata: ["link": "\(bearer.link)", "reason": "\(error.reason)"])
         }
-        bearer.close()
+        if !drainReceived { bearer.close() }
         d.pending?.timer?.cancel()
         d.pending?.continuation.resume(throwing: d.error)
         for w in d.waiters { w.resume(throwing: d.error) }
         d.racp?.resume(throwing: d.error)
-        if d.byUser { valuesContinuation.finish() } else { valuesContinuation.finish(throwing: d.error) }
+        if !drainReceived { finishValues() }
     }
 
     private func violation(_ what: String) -> BluetoothError {

@@ -75,7 +75,7 @@ public struct GATTDatabase: Sendable, Hashable {
 /// ``SeqPacketBearer`` — so the real ``GATTClient`` can be exercised without Bluetooth.
 /// Used by VigilTestKit's `ScriptedPeripheral` and by `vigilctl simulate`.
 public actor SimulatedPeripheral {
-    public let capture: ATTCapture
+    public nonisolated let capture: ATTCapture
     public private(set) var database: GATTDatabase
     /// The ATT_MTU agreed with the client (23 until it exchanges MTU).
     public private(set) var mtu = 23
@@ -93,6 +93,9 @@ public actor SimulatedPeripheral {
     private var confirmationWaiter: CheckedContinuation<Bool, Never>?
     private var closed = false
     private var racpJobs: AsyncStream<[UInt8]>.Continuation?
+    /// RACP procedures answered (response indication confirmed).
+    public private(set) var racpCompleted = 0
+    private var racpWaiters: [CheckedContinuation<Void, Never>] = []
 
     public init(capture: ATTCapture) {
         self.capture = capture
@@ -137,6 +140,8 @@ public actor SimulatedPeripheral {
         confirmationWaiter = nil
         for (_, w) in subscriptionWaiters { w.resume() }
         subscriptionWaiters = []
+        for w in racpWaiters { w.resume() }
+        racpWaiters = []
     }
 
     // MARK: Script
@@ -153,7 +158,7 @@ public actor SimulatedPeripheral {
             case .disconnect:
                 closed = true
                 bearer.close()
-            case .waitSubscribed, .indicate, .delay:
+            case .waitSubscribed, .indicate, .delay, .waitRACP:
                 return
             }
             scriptIndex += 1
@@ -177,6 +182,10 @@ public actor SimulatedPeripheral {
                 _ = await indicate(h, value, bearer)
             case .delay(let ms):
                 try? await Task.sleep(for: .milliseconds(ms))
+            case .waitRACP:
+                if racpCompleted == 0 {
+                    await withCheckedContinuation { racpWaiters.append($0) }
+                }
             case .stall:
                 stalled = true
             case .disconnect:
@@ -223,7 +232,12 @@ public actor SimulatedPeripheral {
             if sent == 0 { code = 0x06 }
         }
         let opcode = request.first ?? 0
-        _ = await indicate(racp, [0x06, 0x00, opcode, code], bearer)
+        if await indicate(racp, [0x06, 0x00, opcode, code], bearer) {
+            racpCompleted += 1
+            let waiters = racpWaiters
+            racpWaiters = []
+            for w in waiters { w.resume() }
+        }
     }
 
     // MARK: Requests
