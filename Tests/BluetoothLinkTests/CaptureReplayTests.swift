@@ -67,9 +67,6 @@ struct CaptureReplayTests {
         var actual: [JSONValue] = []
         #expect(GATTBatch.run(lines, characteristic: nil) { actual.append($0) })
         let expectedPath = Fixtures.fixturesDirectory + "/ble/" + name + ".expected.jsonl"
-        if getenv("VIGIL_WRITE_BLE_EXPECTED") != nil {
-            write(actual.map { $0.serialized }.joined(separator: "\n") + "\n", to: expectedPath)
-        }
         let expectedText = String(decoding: try Fixtures.readFile(expectedPath), as: UTF8.self)
         let expected = try expectedText.split(separator: "\n").map { try JSONValue.parse(String($0)) }
         #expect(actual.count == expected.count, "\(name): \(actual.count) lines, expected \(expected.count)")
@@ -92,10 +89,4 @@ struct CaptureReplayTests {
             for r in capture.records { #expect(uuids.contains(r.characteristic), "\(name): record \(r.sequence)") }
         }
     }
-}
-
-private func write(_ text: String, to path: String) {
-    guard let f = fopen(path, "w") else { return }
-    _ = fputs(text, f)
-    fclose(f)
 }
