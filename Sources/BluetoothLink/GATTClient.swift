@@ -1,6 +1,7 @@
 import Glibc
 import Synchronization
 public import Logging
+public import DeviceDecoding
 public import VitalSigns
 
 /// Vigil's own GATT client (Core v5.3 Vol 3 Part G) over any ``ATTBearer``.
@@ -261,7 +262,17 @@ public final class GATTClient: Sendable {
     /// response indication arrives (confirmed here: it is not a reading). A response code other
     /// than success or "no records found" is returned, not thrown.
     public func reportStoredRecords(_ filter: RACPRecordFilter, racp: GATTCharacteristicInfo) async throws(BluetoothError) -> RACPOutcome {
-        let procedure = "RACP Report Stored Records"
+        try await racpProcedure(filter.requestBytes, racp: racp, procedure: "RACP Report Stored Records")
+    }
+
+    /// Any RACP request encoded by DeviceDecoding (`RACPRequest`: report records, report
+    /// number of records, abort). A "Number of Stored Records" response is returned in
+    /// ``RACPOutcome/numberOfRecords`` with response code success.
+    public func recordAccess(_ request: RACPRequest, racp: GATTCharacteristicInfo) async throws(BluetoothError) -> RACPOutcome {
+        try await racpProcedure(request.encoded, racp: racp, procedure: "RACP")
+    }
+
+    private func racpProcedure(_ requestBytes: [UInt8], racp: GATTCharacteristicInfo, procedure: String) async throws(BluetoothError) -> RACPOutcome {
         let busy = state.withLock { s -> Bool in
             if s.racp != nil { return true }
             s.racp = RACPWait(handle: racp.valueHandle)
@@ -271,7 +282,7 @@ public final class GATTClient: Sendable {
             throw BluetoothError(code: .invalidUse, link: bearer.link, operation: procedure, reason: "a RACP procedure is already in progress")
         }
         do {
-            try await write(handle: racp.valueHandle, value: filter.requestBytes)
+            try await write(handle: racp.valueHandle, value: requestBytes)
         } catch {
             state.withLock { $0.racp = nil }
             throw error
@@ -287,9 +298,15 @@ public final class GATTClient: Sendable {
             defer { s.racp = nil }
             return s.racp?.valuesReceived ?? 0
         }
+        // Number of Stored Records Response (0x05), operator Null, uint16 count.
+        if response.count == 4, response[0] == 0x05, response[1] == 0x00 {
+            return RACPOutcome(responseCode: 0x01, valuesReceived: count, numberOfRecords: Int(response[2]) | Int(response[3]) << 8)
+        }
         // Response Code (0x06), operator Null (0x00), request op code, response code value.
         guard response.count == 4, response[0] == 0x06, response[1] == 0x00 else {
-            throw violation("\(procedure): a RACP response that is not a Response Code (\(response.count) bytes)")
+            let e = violation("\(procedure): a RACP response that is neither a Response Code nor a record count (\(response.count) bytes)")
+            fail(e)
+            throw e
         }
         return RACPOutcome(responseCode: response[3], valuesReceived: count)
     }

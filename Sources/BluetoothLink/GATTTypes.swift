@@ -157,10 +157,13 @@ public struct RACPOutcome: Sendable, Hashable {
     /// Notifications and indications received from other characteristics between the RACP
     /// write and its response: the stored records (they are delivered on ``GATTClient/values``).
     public var valuesReceived: Int
+    /// For "report number of stored records": the count the device gave.
+    public var numberOfRecords: Int?
 
-    public init(responseCode: UInt8, valuesReceived: Int) {
+    public init(responseCode: UInt8, valuesReceived: Int, numberOfRecords: Int? = nil) {
         self.responseCode = responseCode
         self.valuesReceived = valuesReceived
+        self.numberOfRecords = numberOfRecords
     }
 
     public var succeeded: Bool { responseCode == 0x01 }

@@ -210,6 +210,21 @@ public actor SimulatedPeripheral {
         guard let racp = database.valueHandle(of: BluetoothUUID(0x2A52)) else { return }
         var minimum: UInt16? = nil
         var code: UInt8 = 0x01
+        // Report Number of Stored Records (0x04): all, or ≥ sequence number.
+        if request.count >= 2, request[0] == 0x04 {
+            var from: UInt16? = nil
+            if request.count == 2, request[1] == 0x01 { from = 0 }
+            if request.count == 5, request[1] == 0x03, request[2] == 0x01 { from = UInt16(request[3]) | UInt16(request[4]) << 8 }
+            let response: [UInt8]
+            if let from {
+                let n = capture.records.filter { $0.sequence >= from }.count
+                response = [0x05, 0x00, UInt8(n & 0xFF), UInt8(n >> 8)]
+            } else {
+                response = [0x06, 0x00, 0x04, 0x04]   // operator not supported
+            }
+            if await indicate(racp, response, bearer) { racpAnswered() }
+            return
+        }
         switch request.count >= 2 ? (request[0], request[1]) : (0, 0) {
         case (0x01, 0x01) where request.count == 2: minimum = 0
         case (0x01, 0x03) where request.count == 5 && request[2] == 0x01:
@@ -232,12 +247,14 @@ public actor SimulatedPeripheral {
             if sent == 0 { code = 0x06 }
         }
         let opcode = request.first ?? 0
-        if await indicate(racp, [0x06, 0x00, opcode, code], bearer) {
-            racpCompleted += 1
-            let waiters = racpWaiters
-            racpWaiters = []
-            for w in waiters { w.resume() }
-        }
+        if await indicate(racp, [0x06, 0x00, opcode, code], bearer) { racpAnswered() }
+    }
+
+    private func racpAnswered() {
+        racpCompleted += 1
+        let waiters = racpWaiters
+        racpWaiters = []
+        for w in waiters { w.resume() }
     }
 
     // MARK: Requests

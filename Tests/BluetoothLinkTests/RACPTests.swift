@@ -99,4 +99,17 @@ struct RACPTests {
         try await client.subscribe(racp, .indications)
         #expect(try await client.reportStoredRecords(.all, racp: racp).valuesReceived == 5)
     }
+
+    @Test("RACP report number of stored records (DeviceDecoding's request encoder)")
+    func numberOfRecords() async throws {
+        let (client, _, racp, _) = try await Self.setUp(try Self.glucoseMeter())
+        defer { client.close() }
+        try await client.subscribe(racp, .indications)
+        let all = try await client.recordAccess(.reportNumberOfAllRecords, racp: racp)
+        #expect(all.numberOfRecords == 5 && all.valuesReceived == 0)
+        let fromFour = try await client.recordAccess(.reportNumberOfRecords(from: 4), racp: racp)
+        #expect(fromFour.numberOfRecords == 2)
+        let records = try await client.recordAccess(.reportRecords(from: 5), racp: racp)
+        #expect(records.succeeded && records.valuesReceived == 1 && records.numberOfRecords == nil)
+    }
 }
