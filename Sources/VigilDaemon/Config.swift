@@ -1,3 +1,4 @@
+import SerialLink
 import StrictYAML
 import VitalSigns
 
@@ -147,8 +148,10 @@ struct VigilConfig: Decodable, Sendable {
             self.id = DeviceID(id)
             profile = try c.decode(String.self, forKey: .profile)
             port = try c.decode(String.self, forKey: .port)
-            guard port.hasPrefix("/") else {
-                throw DecodingError.dataCorruptedError(forKey: .port, in: c, debugDescription: "must be an absolute path such as /dev/serial/by-id/…")
+            guard port.hasPrefix("/") || (port.hasPrefix("usb:") && USBSerialID(parsing: port.dropFirst(4)) != nil) else {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .port, in: c,
+                    debugDescription: "must be an absolute path such as /dev/serial/by-id/…, or usb:VVVV:PPPP[:SERIAL] (USB vendor and product ids, as lsusb prints them)")
             }
             let patient = try c.decode(String.self, forKey: .patient)
             guard !patient.isEmpty, patient.utf8.count <= 128 else {

@@ -101,17 +101,29 @@ struct MQTTConnectionTests {
                                                            reconnectDelayMin: .milliseconds(20),
                                                            reconnectDelayMax: .milliseconds(160)))
         let failures = conn.events()
+        let clock = ContinuousClock()
+        let started = clock.now
         try conn.start()
         let failed = await awaitEvent(failures, timeout: 5) { if case .connectFailed = $0 { true } else { false } }
         #expect(failed != nil)
         // Attempts are counted over a window; the delays come from the snapshot's history.
         try await Task.sleep(for: .seconds(2))
         let snap = conn.snapshot
+        let elapsed = clock.now - started
         await conn.stop()
         #expect(snap.connected == false)
         #expect(snap.lastError?.contains("refused") == true, "lastError: \(snap.lastError ?? "nil")")
-        // Not a tight loop (that would be thousands), not stuck either.
-        #expect(snap.connectAttempts >= 5 && snap.connectAttempts <= 100, "attempts in ~2 s: \(snap.connectAttempts)")
+        // Not a tight loop (that would be thousands), not stuck either. The upper bound is what
+        // the backoff floors (10, 20, 40, then 80 ms) allow in the time that really passed: a
+        // loaded machine can stretch the 2 s sleep, but never make attempts come faster.
+        var allowed = 1
+        var spent = Duration.zero
+        while spent + min(Duration.milliseconds(10 << min(allowed - 1, 3)), .milliseconds(80)) <= elapsed {
+            spent += min(Duration.milliseconds(10 << min(allowed - 1, 3)), .milliseconds(80))
+            allowed += 1
+        }
+        #expect(snap.connectAttempts >= 5 && snap.connectAttempts <= allowed,
+                "attempts: \(snap.connectAttempts) in \(elapsed), backoff allows \(allowed)")
         #expect(snap.consecutiveFailures == snap.connectAttempts)
         // Equal jitter: delay n lies in [D/2, D] with D = min(160 ms, 20 ms · 2^n), so the
         // delays never shrink before the cap (20, 40, 80 ms ceilings), all stay within the
@@ -149,6 +161,8 @@ struct MQTTConnectionTests {
                                                            username: "vigil", password: "wrong-password",
                                                            reconnectDelayMin: .milliseconds(200), reconnectDelayMax: .seconds(2)))
         let events = conn.events()
+        let clock = ContinuousClock()
+        let started = clock.now
         try conn.start()
         let refused = await awaitEvent(events, timeout: 5) { if case .connectFailed = $0 { true } else { false } }
         guard case .connectFailed(let code, let reason) = refused else {
@@ -164,8 +178,20 @@ struct MQTTConnectionTests {
         #expect(snap.connected == false)
         #expect(snap.lastError?.contains("broker refused the connection") == true, "\(snap.lastError ?? "nil")")
         #expect(snap.lastError?.contains("wrong-password") == false)
-        // 200 ms, 400 ms, 800 ms …: a handful of attempts, never a tight loop.
-        #expect(snap.connectAttempts < 10, "attempts: \(snap.connectAttempts)")
+        // 200 ms, 400 ms, 800 ms … (each at least half that, capped at 2 s): never a tight
+        // loop. The bound is what the backoff allows in the time that actually passed, so a
+        // test task starved by a loaded machine does not make the count look like a storm.
+        let elapsed = clock.now - started
+        var allowed = 1
+        var spent = Duration.zero
+        while true {
+            let floor = min(Duration.milliseconds(200 << min(allowed - 1, 10)), .seconds(2)) / 2
+            if spent + floor > elapsed { break }
+            spent += floor
+            allowed += 1
+        }
+        #expect(snap.connectAttempts <= allowed, "attempts: \(snap.connectAttempts) in \(elapsed), backoff allows \(allowed)")
+        #expect(snap.backoffHistory.count >= 1 && snap.backoffHistory.allSatisfy { $0 >= .milliseconds(100) }, "\(snap.backoffHistory)")
         await conn.stop()
 
         // The right password gets in.
