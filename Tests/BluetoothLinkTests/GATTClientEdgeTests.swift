@@ -1,4 +1,5 @@
 import Testing
+import Glibc
 import BluetoothLink
 import DeviceDecoding
 import VigilTestKit
@@ -78,5 +79,42 @@ struct GATTClientEdgeTests {
         var it = client.values.makeAsyncIterator()
         let v = try #require(try await it.next())
         #expect(v.handle == 0x0063 && v.uuid == nil && v.bytes == [0x01, 0x02])
+    }
+}
+
+@Suite("SOCK_SEQPACKET bearer")
+struct SeqPacketBearerTests {
+    @Test("Connecting to a path nobody listens on is a typed connect failure")
+    func nobodyListening() {
+        let error = #expect(throws: BluetoothError.self) {
+            _ = try SeqPacketBearer.connect(path: "/tmp/vigil-ble-nobody-\(UInt32.random(in: 0...UInt32.max)).sock")
+        }
+        #expect(error?.code == .connectFailed)
+        #expect(error?.errno == ENOENT)
+        #expect(error?.link.hasPrefix("seqpacket:/tmp/") == true)
+    }
+
+    @Test("A socket path longer than sun_path is refused, not truncated")
+    func pathTooLong() {
+        let error = #expect(throws: BluetoothError.self) {
+            _ = try SeqPacketBearer.connect(path: "/tmp/" + String(repeating: "x", count: 200))
+        }
+        #expect(error?.code == .invalidUse)
+    }
+
+    @Test("One PDU per datagram, both ways; the peer closing ends incoming with .disconnected")
+    func datagrams() async throws {
+        let (a, b) = try SeqPacketBearer.pair()
+        try a.send([0x1B, 0x03, 0x00, 0x48])
+        try a.send([0x1E])
+        var it = b.incoming.makeAsyncIterator()
+        #expect(try await it.next() == [0x1B, 0x03, 0x00, 0x48])
+        #expect(try await it.next() == [0x1E])
+        a.close()
+        let error = await #expect(throws: BluetoothError.self) { _ = try await it.next() }
+        #expect(error?.code == .disconnected)
+        let sendError = #expect(throws: BluetoothError.self) { try a.send([0x1E]) }
+        #expect(sendError?.code == .disconnected)
+        b.close()
     }
 }
