@@ -44,6 +44,9 @@ let package = Package(
         .target(name: "Uplink", dependencies: [
             "VitalSigns", "CMosquitto", .product(name: "Logging", package: "swift-log"),
         ]),
+        .target(name: "BluetoothLink", dependencies: [
+            "VitalSigns", "DeviceDecoding", "CBlueZ", "CVigilPosix", .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // Executables.
         .executableTarget(name: "VigilDaemon", dependencies: [
@@ -63,7 +66,7 @@ let package = Package(
 
         // Test support: private mosquitto, pty device player, fixture loader.
         .target(name: "VigilTestKit", dependencies: [
-            "VitalSigns", "DeviceDecoding", "SerialLink", "Uplink", "CVigilPosix",
+            "VitalSigns", "DeviceDecoding", "SerialLink", "Uplink", "CVigilPosix", "BluetoothLink",
         ]),
 
         // Tests mirror the targets.
@@ -76,6 +79,7 @@ let package = Package(
         ]),
         .testTarget(name: "SerialLinkTests", dependencies: ["SerialLink", "VigilTestKit", "DeviceDecoding", "DeviceProfiles", "StrictYAML"]),
         .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VigilTestKit", "VitalSigns"]),
+        .testTarget(name: "BluetoothLinkTests", dependencies: ["BluetoothLink", "VigilTestKit", "DeviceDecoding", "VitalSigns"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VigilTestKit", "VitalSigns", "Uplink", "SerialLink"]),
     ]
 )
