@@ -122,7 +122,7 @@ var pipelines: [DevicePipeline] = []
 let lastSeen = (try? store.stats().lastReadingByDevice) ?? [:]
 for device in setup.config.devices {
     guard let profile = setup.profiles[device.profile] else { continue }
-    await board.register(id: device.id, profile: profile.id, transport: profile.transport.rawValue, port: device.port)
+    await board.register(id: device.id, profile: profile.id, transport: profile.transport.rawValue, port: device.endpoint)
     if let t = lastSeen[device.id] { await board.seedLastReading(device.id, t) }
     pipelines.append(DevicePipeline(
         device: device, profile: profile, store: store, rules: rules, forwarder: forwarder, board: board,
