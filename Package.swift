@@ -43,6 +43,9 @@ let package = Package(
         .target(name: "Uplink", dependencies: [
             "VitalSigns", "CMosquitto", .product(name: "Logging", package: "swift-log"),
         ]),
+        .target(name: "BluetoothLink", dependencies: [
+            "VitalSigns", "DeviceDecoding", "CBlueZ", "CVigilPosix", .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // Executables.
         .executableTarget(name: "VigilDaemon", dependencies: [
@@ -59,7 +62,7 @@ let package = Package(
 
         // Test support: private mosquitto, pty device player, fixture loader.
         .target(name: "VigilTestKit", dependencies: [
-            "VitalSigns", "DeviceDecoding", "SerialLink", "Uplink", "CVigilPosix",
+            "VitalSigns", "DeviceDecoding", "SerialLink", "Uplink", "CVigilPosix", "BluetoothLink",
         ]),
 
         // Tests mirror the targets.
@@ -72,6 +75,7 @@ let package = Package(
         ]),
         .testTarget(name: "SerialLinkTests", dependencies: ["SerialLink", "VigilTestKit"]),
         .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VigilTestKit", "VitalSigns"]),
+        .testTarget(name: "BluetoothLinkTests", dependencies: ["BluetoothLink", "VigilTestKit", "DeviceDecoding", "VitalSigns"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VigilTestKit", "VitalSigns", "Uplink", "SerialLink"]),
     ]
 )
