@@ -38,11 +38,29 @@ public struct QualityFlags: OptionSet, Hashable, Sendable, Codable, CustomString
     /// The true value is below the device's measuring range (a meter's "LO"); the quantity is
     /// the bottom of that range. Not a quality problem: a LO glucose must still escalate.
     public static let belowMeasuringRange = QualityFlags(rawValue: 1 << 14)
+    /// Another field of the same measurement held an IEEE 11073 special value (NaN, NRes,
+    /// ±INF, reserved) or a "measurement unsuccessful" code, and gave no reading. The values
+    /// that did arrive were measured: not clinically unreliable by itself.
+    public static let specialValue = QualityFlags(rawValue: 1 << 15)
+    /// The device took this from its measurement storage rather than measuring it now
+    /// (PLXS 1.0.1 Table 3.4 bit 9). Not unreliable by itself; the time may be.
+    public static let storedData = QualityFlags(rawValue: 1 << 16)
+    /// Not a patient measurement: demonstration or test data (PLXS Table 3.4 bits 10–11) or a
+    /// control-solution test (GLS 1.0 §3.106 sample type/location). Never escalates.
+    public static let notPatientData = QualityFlags(rawValue: 1 << 17)
+    /// The device itself calls the value questionable (PLXS Table 3.4 bit 14, Table 3.5 bit 8;
+    /// a glucose strip or sample problem; a CGM calibration or temperature annunciation).
+    public static let questionableMeasurement = QualityFlags(rawValue: 1 << 18)
+    /// The device says the measurement is invalid or unavailable (PLXS Table 3.4 bits 13, 15).
+    public static let invalidMeasurement = QualityFlags(rawValue: 1 << 19)
 
     /// Flags that make a value unfit to raise an escalation by itself.
     public static let clinicallyUnreliable: QualityFlags = [
         .sensorOff, .lowPerfusion, .artifact, .searching, .sensorFault, .bodyMovement, .cuffFit,
         .irregularPulse, .lowSignal,
+        // Appended with the GATT decoders (CLINICAL.md §5.2: questionable readings never fire
+        // threshold alerts on their own; demo/test/control-solution values are no patient's).
+        .notPatientData, .questionableMeasurement, .invalidMeasurement,
     ]
 
     /// The stable names used in payloads and on the command line, in bit order.
@@ -53,6 +71,8 @@ public struct QualityFlags: OptionSet, Hashable, Sendable, Codable, CustomString
         (.pulseRateRange, "pulse_rate_range"), (.position, "position"),
         (.deviceClockUnreliable, "device_clock_unreliable"), (.deviceAlarm, "device_alarm"),
         (.aboveMeasuringRange, "above_measuring_range"), (.belowMeasuringRange, "below_measuring_range"),
+        (.specialValue, "special_value"), (.storedData, "stored_data"), (.notPatientData, "not_patient_data"),
+        (.questionableMeasurement, "questionable_measurement"), (.invalidMeasurement, "invalid_measurement"),
     ]
 
     /// The set flags' names, in bit order.

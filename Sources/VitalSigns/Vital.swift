@@ -37,6 +37,8 @@ public struct Vital: Hashable, Sendable, Codable, CustomStringConvertible {
         .spo2, .pulseRate, .perfusionIndex, .heartRate, .respiratoryRate,
         .systolicPressure, .diastolicPressure, .meanArterialPressure,
         .bodyTemperature, .bodyWeight, .bloodGlucose,
+        // Appended with the GATT decoders.
+        .bodyHeight, .bodyMassIndex, .bodyFatPercentage, .interstitialGlucose, .hemoglobinA1c, .cuffPressure,
     ]
 
     private static let registry: [String: Vital] = Dictionary(uniqueKeysWithValues: all.map { ($0.key, $0) })
@@ -89,4 +91,38 @@ extension Vital {
     public static let bloodGlucose = Vital(
         key: "blood_glucose", loinc: "2339-0", display: "Glucose [Mass/volume] in Blood",
         mdc: 160_184, mdcReference: "MDC_CONC_GLU_CAPILLARY_WHOLEBLOOD", unit: "mg/dL")
+}
+
+// Appended with the Bluetooth GATT decoders (issue 3). MDC codes: IEEE 11073-10101
+// (partition 2 = SCADA, code = 2 × 65536 + term), as used by the IEEE 11073-20601 personal
+// health device specialisations (-10415 weighing scale, -10420 body composition, -10417
+// glucose); LOINC codes from the HL7 FHIR vital-signs profile and the HL7 CGM IG.
+extension Vital {
+    /// MDC_LEN_BODY_ACTUAL (2::57668). Weight Scale Service height field (m or [in_i]).
+    public static let bodyHeight = Vital(
+        key: "body_height", loinc: "8302-2", display: "Body height",
+        mdc: 188_740, mdcReference: "MDC_LEN_BODY_ACTUAL", unit: "m")
+    /// MDC_RATIO_MASS_BODY_LEN_SQ (2::57680).
+    public static let bodyMassIndex = Vital(
+        key: "bmi", loinc: "39156-5", display: "Body mass index (BMI) [Ratio]",
+        mdc: 188_752, mdcReference: "MDC_RATIO_MASS_BODY_LEN_SQ", unit: "kg/m2")
+    /// MDC_BODY_FAT (2::57676). LOINC 41982-0 "Percentage of body fat Measured".
+    public static let bodyFatPercentage = Vital(
+        key: "body_fat", loinc: "41982-0", display: "Percentage of body fat Measured",
+        mdc: 188_748, mdcReference: "MDC_BODY_FAT", unit: "%")
+    /// Glucose from a continuous glucose monitor's sensor. MDC_CONC_GLU_ISF (2::29140);
+    /// LOINC 99504-3 as the HL7 CGM implementation guide uses it.
+    public static let interstitialGlucose = Vital(
+        key: "interstitial_glucose", loinc: "99504-3", display: "Glucose [Mass/volume] in Interstitial fluid",
+        mdc: 160_212, mdcReference: "MDC_CONC_GLU_ISF", unit: "mg/dL")
+    /// HbA1c from a Glucose Measurement Context (GLS 1.0 §3.107). MDC_CONC_HBA1C (2::29148).
+    public static let hemoglobinA1c = Vital(
+        key: "hba1c", loinc: "4548-4", display: "Hemoglobin A1c/Hemoglobin.total in Blood",
+        mdc: 160_220, mdcReference: "MDC_CONC_HBA1C", unit: "%")
+    /// The live cuff pressure while a blood pressure monitor inflates (Intermediate Cuff
+    /// Pressure 0x2A36). Progress only, never stored; no LOINC term exists for it.
+    /// MDC_PRESS_CUFF (2::19228).
+    public static let cuffPressure = Vital(
+        key: "cuff_pressure", loinc: "", display: "Cuff pressure",
+        mdc: 150_300, mdcReference: "MDC_PRESS_CUFF", unit: "mm[Hg]")
 }

@@ -90,6 +90,32 @@ public enum GATTEvent: Hashable, Sendable {
     case batteryLevel(Int)
     /// The device's clock (Current Time or Date Time characteristic), in its own zone.
     case deviceTime(CivilDateTime)
+    /// A Record Access Control Point indication (0x2A52): the answer to a request Vigil wrote.
+    case racp(RACPResponse)
+}
+
+/// Device quirks and feature-dependent layouts the characteristic value itself cannot tell.
+public struct GATTDecoderOptions: Hashable, Sendable {
+    /// CGM Feature (0x2AA8) bit 12 "E2E-CRC Supported": every CGM Measurement record ends in
+    /// a CRC (CGMS 1.0.1 §3.2; CRC-CCITT, reflected, seed 0xFFFF). When false, a record whose
+    /// Size announces two more bytes than its fields is still accepted and its CRC checked.
+    public var cgmCRCPresent: Bool
+
+    public init(cgmCRCPresent: Bool = false) {
+        self.cgmCRCPresent = cgmCRCPresent
+    }
+}
+
+/// One descriptive field of the last decoded value that has no place in a `VitalSample`
+/// (temperature type, user ID, glucose sample type, meal context…). For display and logs;
+/// names are stable snake_case, values plain text.
+public struct GATTDetail: Hashable, Sendable {
+    public var name: String
+    public var value: String
+    public init(_ name: String, _ value: String) {
+        self.name = name
+        self.value = value
+    }
 }
 
 /// Decodes the values one device sends, in order. Holds the little state some profiles need
@@ -97,21 +123,68 @@ public enum GATTEvent: Hashable, Sendable {
 /// instance serves one device connection. Pure: no I/O, no clock, no logging; any byte
 /// sequence yields an event or a typed error.
 public struct GATTDeviceDecoder: Sendable {
-    public init() {}
+    public var options: GATTDecoderOptions
+    /// Descriptive fields of the value last decoded (see `GATTDetail`); empty after an error.
+    public private(set) var details: [GATTDetail] = []
+    /// A glucose measurement whose context (0x2A34) was announced and has not arrived.
+    var pendingGlucose: GlucosePending?
+    /// The first part of a multi-packet Body Composition Measurement.
+    var pendingBodyComposition: BodyCompositionPart?
+
+    public init() { options = GATTDecoderOptions() }
+    public init(options: GATTDecoderOptions) { self.options = options }
 
     /// Decodes one value received from `characteristic`.
     public mutating func decode(_ characteristic: GATTCharacteristic, _ value: [UInt8]) throws(GATTDecodeError) -> GATTEvent {
+        details = []
+        var out = GATTOutput()
+        let event: GATTEvent
         switch characteristic {
-        case .heartRateMeasurement: return .measurement(try HeartRateMeasurement.decode(value))
-        case .batteryLevel: return try Self.batteryLevel(value)
+        case .heartRateMeasurement: event = .measurement(try HeartRateMeasurement.decode(value))
+        case .batteryLevel: event = try Self.batteryLevel(value)
+        case .bloodPressureMeasurement, .intermediateCuffPressure:
+            event = try BloodPressureMeasurement.decode(value, characteristic, &out)
+        case .temperatureMeasurement, .intermediateTemperature:
+            event = try TemperatureMeasurement.decode(value, characteristic, &out)
+        case .plxSpotCheckMeasurement: event = try PLXMeasurement.spotCheck(value, &out)
+        case .plxContinuousMeasurement: event = try PLXMeasurement.continuous(value, &out)
+        case .weightMeasurement: event = try WeightMeasurement.decode(value, &out)
+        case .bodyCompositionMeasurement: event = try decodeBodyComposition(value, &out)
+        case .glucoseMeasurement: event = try decodeGlucose(value, &out)
+        case .glucoseMeasurementContext: event = try decodeGlucoseContext(value, &out)
+        case .cgmMeasurement: event = try CGMMeasurement.decode(value, crcPresent: options.cgmCRCPresent, &out)
+        case .recordAccessControlPoint: event = .racp(try RACPResponse(decoding: value))
+        case .currentTime: event = .deviceTime(try DeviceTime.decodeCurrentTime(value))
+        case .dateTime: event = .deviceTime(try DeviceTime.decodeDateTime(value))
         default:
             throw GATTDecodeError(.unsupportedCharacteristic, characteristic, "no decoder for this characteristic")
         }
+        details = out.details
+        return event
     }
 
-    /// The connection ended: drops any partial multi-packet measurement. Returns how many
-    /// partial values were dropped, for the caller's event log.
-    public mutating func reset() -> Int { 0 }
+    /// The connection ended: drops any partial multi-packet measurement and any glucose
+    /// measurement still waiting for its context. Returns how many partial values were
+    /// dropped, for the caller's event log. (Call `finish()` first to keep a waiting glucose
+    /// measurement without its context.)
+    public mutating func reset() -> Int {
+        let n = (pendingGlucose == nil ? 0 : 1) + (pendingBodyComposition == nil ? 0 : 1)
+        pendingGlucose = nil
+        pendingBodyComposition = nil
+        return n
+    }
+
+    /// Samples held back waiting for a later value (a glucose measurement whose context never
+    /// came, the first part of a body composition measurement), released as they are. The
+    /// decoder is empty afterwards.
+    public mutating func finish() -> [VitalSample] {
+        var out: [VitalSample] = []
+        if let g = pendingGlucose { out += g.samples }
+        if let b = pendingBodyComposition { out += b.samples() }
+        pendingGlucose = nil
+        pendingBodyComposition = nil
+        return out
+    }
 
     /// Battery Level (0x2A19): one uint8, percent; 101–255 are reserved.
     static func batteryLevel(_ value: [UInt8]) throws(GATTDecodeError) -> GATTEvent {
@@ -146,6 +219,40 @@ struct GATTReader {
         guard remaining >= 2 else { throw truncated(field) }
         defer { offset += 2 }
         return UInt16(bytes[offset]) | UInt16(bytes[offset + 1]) << 8
+    }
+
+    mutating func uint24(_ field: String) throws(GATTDecodeError) -> UInt32 {
+        guard remaining >= 3 else { throw truncated(field) }
+        defer { offset += 3 }
+        return UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16
+    }
+
+    mutating func uint32(_ field: String) throws(GATTDecodeError) -> UInt32 {
+        guard remaining >= 4 else { throw truncated(field) }
+        defer { offset += 4 }
+        return UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16
+            | UInt32(bytes[offset + 3]) << 24
+    }
+
+    mutating func sfloat(_ field: String) throws(GATTDecodeError) -> MDERFloat {
+        MDERFloat(sfloat: try uint16(field))
+    }
+
+    mutating func float(_ field: String) throws(GATTDecodeError) -> MDERFloat {
+        MDERFloat(float: try uint32(field))
+    }
+
+    /// Date Time (GATT Specification Supplement §3.70): year uint16 (1582–9999, 0 unknown),
+    /// month, day (0 unknown), hours, minutes, seconds. Out-of-range values are kept as
+    /// sent: `CivilDateTime.isValid` is false, and the reading is stamped with the receive
+    /// time and flagged `device_clock_unreliable` (`Reading.init(sample:…)`).
+    mutating func dateTime(_ field: String) throws(GATTDecodeError) -> CivilDateTime {
+        guard remaining >= 7 else { throw truncated(field) }
+        let year = try uint16(field)
+        let month = try uint8(field), day = try uint8(field)
+        let hour = try uint8(field), minute = try uint8(field), second = try uint8(field)
+        return CivilDateTime(year: Int(year), month: Int(month), day: Int(day), hour: Int(hour),
+                             minute: Int(minute), second: Int(second))
     }
 
     /// Fails when bytes remain after the last announced field.

@@ -1,0 +1,168 @@
+public import VitalSigns
+
+/// Renders GATT decoder results as the JSON lines `vigilctl decode --characteristic` prints
+/// and `firmware-fixtures/gatt/*.expected.jsonl` holds.
+///
+/// A reading: {"payload", "vital", "loinc", "value", "unit", "measured_at", "flags",
+/// "sequence", "details"?}; other events: {"payload", "event": "battery" | "device_time" |
+/// "racp" | "intermediate" | "incomplete" | "no_reading", …}; a failure: {"payload",
+/// "error": "<code>: <message>"}. `payload` is the 1-based number of the value a line came
+/// from (omitted when rendering a single value); a glucose measurement held for its context
+/// is attributed to its own value, not to the context that released it.
+public struct GATTBatchRenderer: Sendable {
+    /// False for a single value: no "payload" member.
+    public var numbered: Bool
+    /// Which payload a glucose measurement waiting for its context came from, by sequence number.
+    var heldGlucose: [UInt64: Int] = [:]
+
+    public init(numbered: Bool) { self.numbered = numbered }
+
+    /// The lines for what payload `line` decoded to.
+    public mutating func render(_ event: GATTEvent, details: [GATTDetail], line: Int) -> [JSONValue] {
+        switch event {
+        case .measurement(let samples):
+            if samples.isEmpty { return [object(line, [("event", .string("no_reading"))] + detailsMember(details))] }
+            return samples.map { s in sample(s, details: details, event: nil, line: origin(of: s, default: line)) }
+        case .intermediate(let samples):
+            if samples.isEmpty { return [object(line, [("event", .string("intermediate"))] + detailsMember(details))] }
+            return samples.map { sample($0, details: details, event: "intermediate", line: line) }
+        case .incomplete:
+            if let seq = details.first(where: { $0.name == "sequence" }).flatMap({ UInt64($0.value) }) {
+                heldGlucose[seq] = line
+            }
+            return [object(line, [("event", .string("incomplete"))] + detailsMember(details))]
+        case .batteryLevel(let level):
+            return [object(line, [("event", .string("battery")), ("value", .int(Int64(level))), ("unit", .string("%"))])]
+        case .deviceTime(let t):
+            return [object(line, [("event", .string("device_time")), ("measured_at", Self.civil(t)),
+                                  ("millisecond", .int(Int64(t.millisecond)))])]
+        case .racp(.numberOfRecords(let n)):
+            return [object(line, [("event", .string("racp")), ("number_of_records", .int(Int64(n)))])]
+        case .racp(.responseCode(let request, let code)):
+            return [object(line, [("event", .string("racp")), ("request_op_code", .int(Int64(request))),
+                                  ("response_code", .string(code.description))])]
+        }
+    }
+
+    /// The line for a value that failed to decode.
+    public func error(_ error: GATTDecodeError, line: Int) -> JSONValue {
+        object(line, [("error", .string(error.code.rawValue + ": " + error.message))])
+    }
+
+    /// The lines for samples released by `GATTDeviceDecoder.finish()` after the last value.
+    public mutating func finished(_ samples: [VitalSample], line: Int) -> [JSONValue] {
+        samples.map { sample($0, details: [], event: nil, line: origin(of: $0, default: line)) }
+    }
+
+    mutating func origin(of s: VitalSample, default line: Int) -> Int {
+        guard s.vital == .bloodGlucose || s.vital == .interstitialGlucose || s.vital == .hemoglobinA1c,
+              let seq = s.sequence, let held = heldGlucose[seq] else { return line }
+        if s.vital != .hemoglobinA1c { heldGlucose[seq] = nil }
+        return held
+    }
+
+    func sample(_ s: VitalSample, details: [GATTDetail], event: String?, line: Int) -> JSONValue {
+        var members: [(String, JSONValue)] = []
+        if let event { members.append(("event", .string(event))) }
+        members += [
+            ("vital", .string(s.vital.key)), ("loinc", .string(s.vital.loinc)), ("value", .double(s.quantity.value)),
+            ("unit", .string(s.quantity.unit)), ("measured_at", Self.civil(s.deviceTime)),
+            ("flags", .array(s.flags.nameList.map { .string($0) })),
+            ("sequence", s.sequence.map { .int(Int64(truncatingIfNeeded: $0)) } ?? .null),
+        ]
+        return object(line, members + detailsMember(details))
+    }
+
+    func detailsMember(_ details: [GATTDetail]) -> [(String, JSONValue)] {
+        guard !details.isEmpty else { return [] }
+        var seen = Set<String>()
+        var members: [(String, JSONValue)] = []
+        for d in details where seen.insert(d.name).inserted { members.append((d.name, .string(d.value))) }
+        return [("details", .object(members))]
+    }
+
+    func object(_ line: Int, _ members: [(String, JSONValue)]) -> JSONValue {
+        .object(numbered ? [("payload", .int(Int64(line)))] + members : members)
+    }
+
+    /// A device's wall clock carries no zone: printed without one, to the second.
+    public static func civil(_ t: CivilDateTime?) -> JSONValue {
+        t.map { .string(String($0.iso8601(utcOffsetSeconds: 0).dropLast(5))) } ?? .null
+    }
+}
+
+/// The `vigilctl decode --characteristic … --file` batch: one hex value per line (blank lines
+/// and `#` comments ignored), or `<UUID> <hex>` per line when no characteristic is given
+/// (the `firmware-fixtures/gatt/*.values` format), all through one decoder in order.
+public enum GATTBatch {
+    /// Decodes every line of `text`, handing each JSON line to `emit` as it is made. Returns
+    /// false when any line failed (a bad line, bad hex, or a decode error).
+    public static func run(_ text: String, characteristic fixed: GATTCharacteristic?,
+                           options: GATTDecoderOptions = GATTDecoderOptions(),
+                           emit: (JSONValue) -> Void) -> Bool {
+        var decoder = GATTDeviceDecoder(options: options)
+        var renderer = GATTBatchRenderer(numbered: true)
+        var ok = true
+        var lineNumber = 0
+        func fail(_ message: String) {
+            emit(.object([("payload", .int(Int64(lineNumber))), ("error", .string(message))]))
+            ok = false
+        }
+        for rawLine in text.split(separator: "\n", omittingEmptySubsequences: false) {
+            lineNumber += 1
+            var line = Substring(rawLine)
+            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+            line = line.drop(while: { $0 == " " || $0 == "\t" || $0 == "\r" })
+            guard !line.isEmpty, line.contains(where: { $0 != " " && $0 != "\t" && $0 != "\r" }) else { continue }
+            let c: GATTCharacteristic
+            if let fixed {
+                c = fixed
+            } else {
+                let token = line.prefix(while: { $0 != " " && $0 != "\t" })
+                guard let parsed = GATTCharacteristic(parsing: String(token)), token.count < line.count else {
+                    fail("bad_line: expected '<UUID> <hex>'")
+                    continue
+                }
+                c = parsed
+                line = line.dropFirst(token.count)
+            }
+            guard let bytes = parseHex(line) else {
+                fail("bad_hex: not an even number of hexadecimal digits")
+                continue
+            }
+            do {
+                let event = try decoder.decode(c, bytes)
+                for l in renderer.render(event, details: decoder.details, line: lineNumber) { emit(l) }
+            } catch {
+                emit(renderer.error(error, line: lineNumber))
+                ok = false
+            }
+        }
+        for l in renderer.finished(decoder.finish(), line: lineNumber) { emit(l) }
+        return ok
+    }
+
+    /// Hex digits, whitespace ignored; nil for any other character or an odd digit count.
+    public static func parseHex<S: StringProtocol>(_ text: S) -> [UInt8]? {
+        var out: [UInt8] = []
+        out.reserveCapacity(text.utf8.count / 2)
+        var high: UInt8?
+        for c in text.utf8 {
+            let v: UInt8
+            switch c {
+            case 0x30...0x39: v = c - 0x30
+            case 0x41...0x46: v = c - 0x41 + 10
+            case 0x61...0x66: v = c - 0x61 + 10
+            case 0x20, 0x09, 0x0D, 0x0A: continue
+            default: return nil
+            }
+            if let h = high {
+                out.append(h << 4 | v)
+                high = nil
+            } else {
+                high = v
+            }
+        }
+        return high == nil ? out : nil
+    }
+}
