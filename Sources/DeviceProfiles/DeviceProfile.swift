@@ -1,4 +1,3 @@
-public import DeviceDecoding
 public import VitalSigns
 
 /// A device profile: the data that tells Vigil how to talk to one kind of device

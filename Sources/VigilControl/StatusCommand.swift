@@ -70,11 +70,13 @@ struct StatusReport {
 
     /// `BLE connected · bonded · battery 80 % · clock +3.0 s · MTU 247 · bad values 2`.
     static func bleLine(_ b: JSONValue) -> String {
-        var parts = ["BLE " + (b["connected"]?.boolValue == true ? "connected" : "not connected")]
+        let connected = b["connected"]?.boolValue == true
+        var parts = ["BLE " + (connected ? "connected" : "not connected")]
+        if b["link"]?.stringValue == "seqpacket" { parts.append("simulated (seqpacket)") }
         switch b["bonded"]?.boolValue {
         case true?: parts.append("bonded")
         case false?: parts.append("not bonded")
-        case nil: parts.append("simulated link")
+        case nil: break
         }
         parts.append(b["battery_percent"]?.int64Value.map { "battery \($0) %" } ?? "battery ?")
         if let c = b["clock_offset_seconds"]?.doubleValue {

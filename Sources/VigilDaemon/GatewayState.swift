@@ -23,6 +23,8 @@ actor DeviceBoard {
 
     /// What `vigilctl status` shows for a Bluetooth LE device.
     struct BLEInfo: Sendable {
+        /// `l2cap` (the radio) or `seqpacket` (the simulated seam).
+        var link = "l2cap"
         var connected = false
         /// Whether the link is bonded (encrypted with stored keys); nil over the seqpacket
         /// seam, where there is no radio link to bond.
@@ -44,7 +46,7 @@ actor DeviceBoard {
     func register(id: DeviceID, profile: String, transport: String, port: String) {
         if entries[id] == nil { order.append(id) }
         entries[id] = Entry(id: id, profile: profile, transport: transport, port: port)
-        if transport == "ble" { entries[id]?.ble = BLEInfo() }
+        if transport == "ble" { entries[id]?.ble = BLEInfo(link: port.contains("via seqpacket:") ? "seqpacket" : "l2cap") }
     }
 
     func bleConnected(_ id: DeviceID, mtu: Int, bonded: Bool?, clockOffsetSeconds: Double?) {

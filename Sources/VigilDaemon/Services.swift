@@ -159,6 +159,7 @@ struct StatusReporter: Sendable {
                 ("last_error", d.lastError.map { .string($0) } ?? .null),
                 ("ble", d.ble.map { b -> JSONValue in
                     .object([
+                        ("link", .string(b.link)),
                         ("connected", .bool(b.connected)),
                         ("bonded", b.bonded.map { .bool($0) } ?? .null),
                         ("mtu", b.mtu.map { .int(Int64($0)) } ?? .null),
