@@ -111,8 +111,12 @@ public struct BLEParameters: Sendable, Hashable, Decodable {
         }
     }
 
-    /// Known ways real devices bend the SIG profiles. Each has one documented meaning; the
-    /// supervisor acts on it, so a new quirk needs code, never just a new word.
+    /// Known ways real devices bend the SIG profiles. Each has one documented meaning, and a
+    /// new quirk needs code, never just a new word. vigild's BLE supervisor acts on
+    /// `time_write_before_data`, `time_via_date_time`, `disconnects_after_transfer`,
+    /// `throttle_continuous` and `racp_no_records_is_success`; `sends_stored_on_connect` and
+    /// `vendor_service_ignored` need no action beyond the standard session; `multi_user` and
+    /// `variable_name` are recorded for pairing and matching, which are not yet built.
     public enum Quirk: String, Sendable, Hashable, Decodable, CaseIterable {
         /// The device sends its measurements only after its clock has been written (A&D
         /// UA/UC series: "set the time after pairing"), so the time write comes before the
@@ -128,7 +132,8 @@ public struct BLEParameters: Sendable, Hashable, Decodable {
         /// (no RACP); records are deleted once confirmed, so confirmations wait for the commit.
         case sendsStoredOnConnect = "sends_stored_on_connect"
         /// Several users share the device; the measurement's User ID field (BLS v1.1.1 §3.1,
-        /// flags bit 4) tells them apart and only the configured user's readings are kept.
+        /// flags bit 3; WSS flags bit 2) tells them apart; keeping only one user's readings needs a
+        /// per-device user index, not yet built.
         case multiUser = "multi_user"
         /// The device's advertised name changes (carries a serial number or user index):
         /// match on service UUIDs and address, never the full name.

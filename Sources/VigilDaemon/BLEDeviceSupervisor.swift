@@ -89,7 +89,8 @@ struct BLEDeviceSupervisor: Service {
                     "device.id": "\(device.id)", "error.code": "\(error.code.rawValue)", "error": "\(error)",
                 ])
             }
-            do { try await Task.sleep(for: wait) } catch { break }
+            // The wait ends early on SIGTERM (graceful shutdown is not cancellation).
+            do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) } } catch { break }
             delay = min(delay * 2, backoffMax)
         }
         await board.bleDisconnected(device.id, state: "stopped", reason: nil)
@@ -384,6 +385,8 @@ actor ValueConsumer {
     private var decoder = GATTDeviceDecoder()
     /// The last arrival time used for identity, to keep them strictly increasing.
     private var lastIdentityArrival: Timestamp?
+    /// When the last PLX continuous value was stored (quirk `throttle_continuous`).
+    private var lastContinuous: Timestamp?
 
     init(supervisor: BLEDeviceSupervisor, clock: SessionClock, meter: BadPayloadMeter) {
         self.supervisor = supervisor
@@ -423,6 +426,14 @@ actor ValueConsumer {
         }
         switch event {
         case .measurement(let samples):
+            // Quirk throttle_continuous: at most one PLX continuous value a second is stored.
+            if s.ble.has(.throttleContinuous), ch == .plxContinuousMeasurement {
+                if let last = lastContinuous, value.receivedAt.milliseconds(since: last) < 1000, value.receivedAt >= last {
+                    await s.board.recordChunk(s.device.id, bytes: value.bytes.count, readings: 0, rejected: 0, implausible: 0, lastReadingAt: nil)
+                    return
+                }
+                lastContinuous = value.receivedAt
+            }
             var arrival = value.receivedAt
             if let last = lastIdentityArrival, arrival <= last { arrival = last.adding(milliseconds: 1) }
             lastIdentityArrival = arrival

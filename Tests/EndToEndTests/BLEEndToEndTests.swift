@@ -150,6 +150,76 @@ import VitalSigns
         }
     }
 
+    /// An A&D UA-651BLE (profile `and-ua-651ble`: clock in local time, set through Date Time
+    /// 0x2A08, quirk `time_via_date_time`) whose clock reads 2020-01-01. vigild measures the
+    /// offset, flags the record stamped by the wrong clock, then sets the clock; a record
+    /// stamped after that keeps its device time.
+    static func ua651(now: Timestamp) -> String {
+        let t = CivilDateTime(utc: now.adding(seconds: 3))
+        let stamp = [UInt8(t.year & 0xFF), UInt8(t.year >> 8), UInt8(t.month), UInt8(t.day), UInt8(t.hour), UInt8(t.minute), UInt8(t.second)]
+            .map(hex).joined(separator: " ")
+        return """
+            mtu 64
+            service 1810
+            char 2A35 indicate
+            char 2A08 read write = E4 07 01 01 00 00 00
+            service 180F
+            char 2A19 read = 3C
+            script:
+            wait-subscribed 2A35
+            indicate 2A35 = 06 82 00 50 00 60 00 E4 07 01 01 00 0A 00 48 00
+            indicate 2A35 = 06 84 00 52 00 62 00 \(stamp) 4A 00
+            """
+    }
+
+    @Test func aWrongDeviceClockIsMeasuredFlaggedAndSet() async throws {
+        let now = wallClock()
+        let rig = try await BLERig(devices: [.seqpacket(id: "ua651", profile: "and-ua-651ble", patient: "p-ble")],
+                                   peers: ["ua651": Self.ua651(now: Timestamp(secondsSinceEpoch: now.millisecondsSinceEpoch / 1000))])
+        try await rig.run { rig in
+            let peer = try #require(rig.peers["ua651"])
+            let connection = try await peer.nextConnection(within: .seconds(20))
+            let arrived = try await rig.subscriber.waitFor(count: 8, timeout: 20) { ArrivedReading($0) != nil }
+                .compactMap(ArrivedReading.init)
+            let systolic = arrived.filter { $0.vital == "systolic_bp" }.sorted { $0.value < $1.value }
+            #expect(systolic.map(\.value) == [130, 132])
+            // Stamped 2020 by a clock 6 years slow, no correction in the profile: flagged, and
+            // stamped with the receive time instead.
+            #expect(systolic.first?.flags.contains("device_clock_unreliable") == true)
+            #expect(systolic.first.flatMap { Timestamp(iso8601: $0.measuredAt) }.map { abs($0.milliseconds(since: now)) < 600_000 } == true)
+            // Stamped after vigild set the clock: the device's time stands.
+            #expect(systolic.last?.flags.contains("device_clock_unreliable") == false)
+            #expect(systolic.last?.measuredAt == Timestamp(secondsSinceEpoch: now.millisecondsSinceEpoch / 1000 + 3).iso8601)
+            // The clock was written through Date Time (7 octets, this year).
+            let writes = await connection.writes
+            #expect(writes.contains { $0.value.count == 7 && Int($0.value[0]) | Int($0.value[1]) << 8 == CivilDateTime(utc: now).year })
+            let ble = try rig.vigild.status()["status"]?["devices"]?.arrayValue?.first?["ble"]
+            let offset = try #require(ble?["clock_offset_seconds"]?.doubleValue)
+            #expect(offset < -5 * 365 * 86_400, "the offset measured before the write: \(offset)")
+            #expect(ble?["battery_percent"]?.int64Value == 60)
+        }
+    }
+
+    @Test(arguments: [
+        ("  - {id: d, profile: ble-blood-pressure, port: /dev/ttyUSB0, address: \"00:11:22:33:44:55\", patient: p}\n", "devices[0].address", "not both"),
+        ("  - {id: d, profile: ble-blood-pressure, patient: p}\n", "devices[0]:", "port: (serial) or address:"),
+        ("  - {id: d, profile: ble-blood-pressure, address: \"00:11:22:33:44\", patient: p}\n", "devices[0].address", "AA:BB:CC:DD:EE:FF"),
+        ("  - {id: d, profile: ble-blood-pressure, address: \"00:11:22:33:44:55\", transport: \"tcp:1\", patient: p}\n", "devices[0].transport", "seqpacket:"),
+        ("  - {id: d, profile: masimo-rad8, port: /dev/ttyUSB0, transport: \"seqpacket:/x\", patient: p}\n", "devices[0].transport", "only a Bluetooth device"),
+        ("  - {id: d, profile: ble-blood-pressure, port: /dev/ttyUSB0, patient: p}\n", "device d", "give it address:"),
+        ("  - {id: d, profile: masimo-rad8, address: \"00:11:22:33:44:55\", patient: p}\n", "device d", "give it port:"),
+    ])
+    func aBadBLEDeviceEntryIsRefusedNamingTheField(entry: String, field: String, message: String) throws {
+        let vigild = try VigildProcess(brokerPort: 1883, devices: [], extraConfig: "devices:\n" + entry)
+        defer { vigild.cleanUp() }
+        let (status, _) = try VigildProcess.run(
+            [VigildProcess.binDirectory + "/vigild", "--config", vigild.configPath, "--check-config"], quiet: true)
+        #expect(status == 78)
+        let (_, stderr) = try VigildProcess.run(
+            ["/bin/sh", "-c", "\"$0\" --config \"$1\" --check-config 2>&1", VigildProcess.binDirectory + "/vigild", vigild.configPath])
+        #expect(stderr.contains(field) && stderr.contains(message), "\(stderr)")
+    }
+
     @Test func aMisbehavingPeerIsCountedAndVigildKeepsRunning() async throws {
         let rig = try await BLERig(devices: [.seqpacket(id: "hr-bad", profile: "ble-heart-rate", patient: "p-ble")],
                                    peers: ["hr-bad": Self.misbehavingHeartRate])
