@@ -104,6 +104,15 @@ final class DatagramSocket: Sendable {
         if let result { throw result }
     }
 
+    /// Runs `body` with the descriptor while it is open (under the lock, so it cannot be
+    /// closed and reused meanwhile); does nothing once closed.
+    func withOpenDescriptor(_ body: (Int32) -> Void) {
+        state.withLock { s in
+            guard !s.closed, !s.closing else { return }
+            body(fd)
+        }
+    }
+
     /// Closes the link: the reader thread wakes, closes the descriptor and ends `incoming`.
     func close() {
         state.withLock { s in

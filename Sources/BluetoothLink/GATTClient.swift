@@ -355,10 +355,18 @@ public final class GATTClient: Sendable {
 
     // MARK: Transactions
 
+    /// One ATT request/response transaction; an Error Response is thrown as `.attError`.
+    private func transact(_ request: ATTPDU, _ procedure: String) async throws(BluetoothError) -> ATTPDU {
+        guard let rsp = try await transact(request, procedure, endOnNotFound: false) else {
+            throw BluetoothError(code: .notFound, link: bearer.link, operation: procedure, reason: "attribute not found")
+        }
+        return rsp
+    }
+
     /// One ATT request/response transaction. With `endOnNotFound`, an Error Response
     /// "Attribute Not Found" ends a discovery procedure and yields nil.
-    private func transact(_ request: ATTPDU, _ procedure: String, endOnNotFound: Bool = false) async throws(BluetoothError) -> ATTPDU? {
-        let rsp = try await transact(request, procedure)
+    private func transact(_ request: ATTPDU, _ procedure: String, endOnNotFound: Bool) async throws(BluetoothError) -> ATTPDU? {
+        let rsp = try await exchange(request, procedure)
         if case .errorResponse(_, let handle, let code) = rsp {
             if endOnNotFound, code == ATTPDU.ErrorCode.attributeNotFound { return nil }
             throw BluetoothError(code: .attError, link: bearer.link, operation: procedure,
@@ -367,7 +375,7 @@ public final class GATTClient: Sendable {
         return rsp
     }
 
-    private func transact(_ request: ATTPDU, _ procedure: String) async throws(BluetoothError) -> ATTPDU {
+    private func exchange(_ request: ATTPDU, _ procedure: String) async throws(BluetoothError) -> ATTPDU {
         try await acquire()
         defer { release() }
         guard let expected = request.expectedResponseOpcode else {

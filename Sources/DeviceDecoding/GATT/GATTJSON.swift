@@ -55,9 +55,9 @@ public struct GATTBatchRenderer: Sendable {
     }
 
     mutating func origin(of s: VitalSample, default line: Int) -> Int {
-        guard s.vital == .bloodGlucose || s.vital == .interstitialGlucose || s.vital == .hemoglobinA1c,
-              let seq = s.sequence, let held = heldGlucose[seq] else { return line }
-        if s.vital != .hemoglobinA1c { heldGlucose[seq] = nil }
+        // Only the held measurement's own readings; an HbA1c belongs to the context's payload.
+        guard s.vital == .bloodGlucose || s.vital == .interstitialGlucose,
+              let seq = s.sequence, let held = heldGlucose.removeValue(forKey: seq) else { return line }
         return held
     }
 
