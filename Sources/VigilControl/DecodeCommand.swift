@@ -42,6 +42,13 @@ struct Decode: ParsableCommand {
         "A capture file (serial) or a file of hex values, one per line (Bluetooth).", valueName: "path"))
     var file: String?
 
+    @Flag(help: "CGM Measurement records end in an E2E-CRC (the device's CGM Feature says so).")
+    var cgmCRC = false
+
+    @Flag(help: ArgumentHelp(
+        "With --characteristic and --file: print only {\"payloads\", \"readings\", \"errors\"} (decode cost without the JSON)."))
+    var summary = false
+
     @Flag(help: "Accepted for uniformity with the other commands: the output is always JSON lines.")
     var json = false
 
@@ -108,7 +115,7 @@ struct Decode: ParsableCommand {
                 printError("--hex: not an even number of hexadecimal digits")
                 throw ExitCode(65)
             }
-            var decoder = GATTDeviceDecoder()
+            var decoder = GATTDeviceDecoder(options: GATTDecoderOptions(cgmCRCPresent: cgmCRC))
             do {
                 let event = try decoder.decode(c, bytes)
                 var renderer = GATTBatchRenderer(numbered: false)
@@ -130,9 +137,14 @@ struct Decode: ParsableCommand {
             throw ExitCode(65)
         }
         var out = LineWriter()
-        let ok = GATTBatch.run(text, characteristic: fixed) { out.write([$0]) }
+        let result = GATTBatch.run(text, characteristic: fixed, options: GATTDecoderOptions(cgmCRCPresent: cgmCRC),
+                                   render: !summary) { out.write([$0]) }
+        if summary {
+            out.write([.object([("payloads", .int(Int64(result.payloads))), ("readings", .int(Int64(result.readings))),
+                                ("errors", .int(Int64(result.errors)))])])
+        }
         out.flush()
-        if !ok { throw ExitCode(65) }
+        if !result.ok { throw ExitCode(65) }
     }
 
     static func json(_ s: VitalSample) -> JSONValue {
