@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .executable(name: "vigild", targets: ["VigilDaemon"]),
         .executable(name: "vigilctl", targets: ["VigilControl"]),
+        .executable(name: "vigil-bench", targets: ["VigilBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -59,6 +60,9 @@ let package = Package(
             "VitalSigns", "DeviceDecoding", "SerialLink", "BluetoothLink",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
+
+        // Micro-benchmarks that print figures (scripts/bench-decoders); never shipped.
+        .executableTarget(name: "VigilBench", dependencies: ["DeviceDecoding", "VigilTestKit"]),
 
         // Test support: private mosquitto, pty device player, fixture loader.
         .target(name: "VigilTestKit", dependencies: [

@@ -69,9 +69,14 @@ public struct SerialDeviceLink: Sendable {
     public var exclusive: Bool
     private let onState: @Sendable (State) -> Void
 
+    /// Finds adapters named by USB ids (`usb:VVVV:PPPP[:serial]` paths).
+    public var locator = USBSerialLocator()
+
     /// - Parameters:
     ///   - path: the device path; symlinks (such as /dev/serial/by-id/…) are resolved at
-    ///     every open, so a replug that lands on a new ttyUSBn is followed.
+    ///     every open, so a replug that lands on a new ttyUSBn is followed. Or
+    ///     `usb:VVVV:PPPP` (optionally `:SERIAL`): the one USB-serial adapter with those ids,
+    ///     looked up in sysfs at every open.
     ///   - onState: called on every state change, from the task running ``run(_:)``.
     public init(path: String, settings: SerialSettings, backoff: Backoff = Backoff(), exclusive: Bool = true,
                 onState: @escaping @Sendable (State) -> Void) {
@@ -91,7 +96,7 @@ public struct SerialDeviceLink: Sendable {
             let port: SerialPort
             let device: String
             do {
-                device = try Self.resolve(path)
+                device = try Self.resolve(path, locator: locator)
                 port = try SerialPort.open(path: device, settings: settings, exclusive: exclusive)
             } catch {
                 guard await pause(reason: error.reason, backoff: &backoff) else { return }
@@ -125,8 +130,17 @@ public struct SerialDeviceLink: Sendable {
         }
     }
 
-    /// realpath(3): follows every symlink to the device node.
-    static func resolve(_ path: String) throws(SerialError) -> String {
+    /// The device node a configured path means: a USB id is looked up, then realpath(3)
+    /// follows every symlink to the node.
+    static func resolve(_ configured: String, locator: USBSerialLocator) throws(SerialError) -> String {
+        var path = configured
+        if configured.hasPrefix("usb:") {
+            guard let id = USBSerialID(parsing: configured.dropFirst(4)) else {
+                throw SerialError(code: .notFound, errno: EINVAL, path: configured, operation: "locate",
+                                  reason: "not a USB id: expected usb:VVVV:PPPP or usb:VVVV:PPPP:SERIAL")
+            }
+            path = try locator.locate([id])
+        }
         guard let p = realpath(path, nil) else {
             throw SerialError.from(errno: errno, path: path, operation: "realpath")
         }

@@ -160,6 +160,17 @@ public final class SerialPort: Sendable {
         try writeAll(fd: fd, bytes: bytes, path: path)
     }
 
+    /// A second descriptor for the same open port (dup(2)), for protocols that must answer
+    /// while ``chunks(readSize:)`` owns the reading one: a meter's acknowledgements, the next
+    /// command of a download. Call it before `chunks`. The writer closes its own descriptor.
+    public func writer() throws(SerialError) -> SerialWriter {
+        let fd = descriptor.withLock { $0 }
+        guard fd >= 0 else { throw SerialError(code: .io, errno: EBADF, path: path, operation: "dup", reason: "the port is closed") }
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else { throw SerialError.from(errno: errno, path: path, operation: "dup") }
+        return SerialWriter(path: path, fd: copy)
+    }
+
     /// Hands the descriptor to a dedicated reader thread and returns the stream of what it
     /// reads. The stream finishes without error when the consumer stops iterating (or its
     /// task is cancelled), and throws ``SerialError`` with code `.hangup` when the device
@@ -241,4 +252,33 @@ public func realtimeNow() -> Timestamp {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return Timestamp(millisecondsSinceEpoch: Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000)
+}
+
+/// The writing half of a port whose reading half is a ``SerialChunks`` stream.
+public final class SerialWriter: Sendable {
+    public let path: String
+    private let descriptor: Mutex<Int32>
+
+    init(path: String, fd: Int32) {
+        self.path = path
+        descriptor = Mutex(fd)
+    }
+
+    deinit { close() }
+
+    /// Writes every byte (waiting in `poll` while the output queue is full). Blocking for at
+    /// most the time the line takes to send them; commands are a few bytes.
+    public func write(_ bytes: [UInt8]) throws(SerialError) {
+        let fd = descriptor.withLock { $0 }
+        guard fd >= 0 else { throw SerialError(code: .io, errno: EBADF, path: path, operation: "write", reason: "the port is closed") }
+        try writeAll(fd: fd, bytes: bytes, path: path)
+    }
+
+    public func close() {
+        let fd = descriptor.withLock { fd in
+            defer { fd = -1 }
+            return fd
+        }
+        if fd >= 0 { closeDescriptor(fd) }
+    }
 }

@@ -1,3 +1,4 @@
+import SerialLink
 import StrictYAML
 import VitalSigns
 
@@ -175,8 +176,10 @@ struct VigilConfig: Decodable, Sendable {
             let transport = try c.decodeIfPresent(String.self, forKey: .transport)
             switch (port, address) {
             case (let port?, nil):
-                guard port.hasPrefix("/") else {
-                    throw DecodingError.dataCorruptedError(forKey: .port, in: c, debugDescription: "must be an absolute path such as /dev/serial/by-id/…")
+                guard port.hasPrefix("/") || (port.hasPrefix("usb:") && USBSerialID(parsing: port.dropFirst(4)) != nil) else {
+                    throw DecodingError.dataCorruptedError(
+                        forKey: .port, in: c,
+                        debugDescription: "must be an absolute path such as /dev/serial/by-id/…, or usb:VVVV:PPPP[:SERIAL] (USB vendor and product ids, as lsusb prints them)")
                 }
                 if transport != nil {
                     throw DecodingError.dataCorruptedError(

@@ -149,6 +149,8 @@ struct MQTTConnectionTests {
                                                            username: "vigil", password: "wrong-password",
                                                            reconnectDelayMin: .milliseconds(200), reconnectDelayMax: .seconds(2)))
         let events = conn.events()
+        let clock = ContinuousClock()
+        let started = clock.now
         try conn.start()
         let refused = await awaitEvent(events, timeout: 5) { if case .connectFailed = $0 { true } else { false } }
         guard case .connectFailed(let code, let reason) = refused else {
@@ -164,8 +166,20 @@ struct MQTTConnectionTests {
         #expect(snap.connected == false)
         #expect(snap.lastError?.contains("broker refused the connection") == true, "\(snap.lastError ?? "nil")")
         #expect(snap.lastError?.contains("wrong-password") == false)
-        // 200 ms, 400 ms, 800 ms …: a handful of attempts, never a tight loop.
-        #expect(snap.connectAttempts < 10, "attempts: \(snap.connectAttempts)")
+        // 200 ms, 400 ms, 800 ms … (each at least half that, capped at 2 s): never a tight
+        // loop. The bound is what the backoff allows in the time that actually passed, so a
+        // test task starved by a loaded machine does not make the count look like a storm.
+        let elapsed = clock.now - started
+        var allowed = 1
+        var spent = Duration.zero
+        while true {
+            let floor = min(Duration.milliseconds(200 << min(allowed - 1, 10)), .seconds(2)) / 2
+            if spent + floor > elapsed { break }
+            spent += floor
+            allowed += 1
+        }
+        #expect(snap.connectAttempts <= allowed, "attempts: \(snap.connectAttempts) in \(elapsed), backoff allows \(allowed)")
+        #expect(snap.backoffHistory.count >= 1 && snap.backoffHistory.allSatisfy { $0 >= .milliseconds(100) }, "\(snap.backoffHistory)")
         await conn.stop()
 
         // The right password gets in.

@@ -58,6 +58,9 @@ public struct OneTouchUltra2Decoder: StreamDecoder {
     private var dump: Dump?
     /// The display unit of the last good header, if any.
     public private(set) var displayUnit: DisplayUnit?
+    /// How many dumps have arrived whole: every record the header announced has taken its
+    /// place (good or rejected). A download driver waits for this to grow.
+    public private(set) var dumpsCompleted = 0
 
     public init() { line.reserveCapacity(Self.maxLineLength + 1) }
 
@@ -159,7 +162,12 @@ public struct OneTouchUltra2Decoder: StreamDecoder {
         guard var d = dump else { return nil }
         let position = d.received
         d.received += 1
-        dump = d.received >= d.count ? nil : d
+        if d.received >= d.count {
+            dump = nil
+            dumpsCompleted += 1
+        } else {
+            dump = d
+        }
         return (position, d.count)
     }
 
@@ -170,6 +178,7 @@ public struct OneTouchUltra2Decoder: StreamDecoder {
         }
         endDump(into: &out)
         dump = count == 0 ? nil : Dump(count: count, received: 0, unit: unit)
+        if count == 0 { dumpsCompleted += 1 }
         displayUnit = unit
         out.append(.samples([]))
     }
