@@ -53,6 +53,7 @@ struct BLEDeviceSupervisor: Service {
     func run() async throws {
         var delay = backoffMin
         let meter = BadPayloadMeter()
+        var lastLogged: String?
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
             await board.setState(device.id, "connecting", reason: nil)
             let started = realtimeNow()
@@ -68,6 +69,7 @@ struct BLEDeviceSupervisor: Service {
             let retry = "retrying in \(Self.seconds(wait))"
             switch outcome.error {
             case nil:
+                lastLogged = nil
                 await board.bleDisconnected(device.id, state: "disconnected", reason: "link closed; \(retry)")
             case let error? where error.code == .unavailable:
                 // A kernel without Bluetooth (EAFNOSUPPORT), no adapter, or rfkill: the radio
@@ -77,6 +79,14 @@ struct BLEDeviceSupervisor: Service {
                 if outcome.wasEstablished || delay == backoffMin {
                     logger.error("Bluetooth unavailable", metadata: ["device.id": "\(device.id)", "error": "\(error)"])
                 }
+            case let error? where error.code == .notFound:
+                // The device lacks what its profile needs: a configuration problem a technician
+                // must see (wrong profile for this address), not a link that comes and goes.
+                await board.bleDisconnected(device.id, state: "error", reason: "\(error.reason); \(retry)")
+                if lastLogged != error.reason {
+                    logger.error("BLE device does not match its profile", metadata: ["device.id": "\(device.id)", "error": "\(error)"])
+                }
+                lastLogged = error.reason
             case let error?:
                 if error.code == .protocolViolation {
                     // A peer that breaks ATT (random bytes, out-of-place PDUs) is counted like a
@@ -85,9 +95,13 @@ struct BLEDeviceSupervisor: Service {
                     await meter.record(reason: "ATT protocol violation", supervisor: self)
                 }
                 await board.bleDisconnected(device.id, state: "disconnected", reason: "\(error.reason); \(retry)")
-                logger.notice("BLE session ended", metadata: [
+                // A device that sleeps between measurements fails to connect all day: log a
+                // failure when it changes, not every attempt.
+                let level: Logger.Level = lastLogged == error.reason ? .debug : .notice
+                logger.log(level: level, "BLE session ended", metadata: [
                     "device.id": "\(device.id)", "error.code": "\(error.code.rawValue)", "error": "\(error)",
                 ])
+                lastLogged = error.reason
             }
             // The wait ends early on SIGTERM (graceful shutdown is not cancellation).
             do { try await cancelWhenGracefulShutdown { try await Task.sleep(for: wait) } } catch { break }

@@ -220,6 +220,23 @@ import VitalSigns
         #expect(stderr.contains(field) && stderr.contains(message), "\(stderr)")
     }
 
+    @Test func aDeviceThatLacksItsProfilesServiceIsAnErrorNamingTheService() async throws {
+        // A heart-rate strap configured as a weight scale: the wrong profile for this address.
+        let rig = try await BLERig(devices: [.seqpacket(id: "not-a-scale", profile: "ble-weight-scale", patient: "p-ble")],
+                                   peers: ["not-a-scale": Self.misbehavingHeartRate])
+        try await rig.run { rig in
+            var device: JSONValue?
+            _ = await poll(within: .seconds(20)) {
+                device = (try? rig.vigild.status())?["status"]?["devices"]?.arrayValue?.first
+                return device?["state"]?.stringValue == "error"
+            }
+            #expect(device?["state"]?.stringValue == "error")
+            #expect(device?["reason"]?.stringValue?.contains("no service 181D") == true, "\(String(describing: device))")
+            let (status, text) = try rig.vigild.ctl(["status"])
+            #expect(status == 1 && text.contains("not-a-scale is error"), "\(text)")
+        }
+    }
+
     @Test func aMisbehavingPeerIsCountedAndVigildKeepsRunning() async throws {
         let rig = try await BLERig(devices: [.seqpacket(id: "hr-bad", profile: "ble-heart-rate", patient: "p-ble")],
                                    peers: ["hr-bad": Self.misbehavingHeartRate])
