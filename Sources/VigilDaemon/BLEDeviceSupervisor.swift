@@ -55,7 +55,7 @@ struct BLEDeviceSupervisor: Service {
         let meter = BadPayloadMeter()
         var lastLogged: String?
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
-            await board.setState(device.id, "connecting", reason: nil)
+            await board.bleConnecting(device.id)
             let started = realtimeNow()
             // On SIGTERM the session is cancelled: the link closes, and an indication whose
             // reading was not yet committed stays unconfirmed, so the device keeps it.

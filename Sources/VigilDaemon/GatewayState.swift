@@ -69,6 +69,14 @@ actor DeviceBoard {
         setState(id, state, reason: reason)
     }
 
+    /// A new connection attempt. An `error` or `unavailable` state (and its reason) stands
+    /// until the attempt succeeds or fails differently, so status never flickers to a
+    /// harmless-looking "connecting" between retries of a persistent fault.
+    func bleConnecting(_ id: DeviceID) {
+        guard let state = entries[id]?.state, state != "error", state != "unavailable" else { return }
+        setState(id, "connecting", reason: nil)
+    }
+
     func setBattery(_ id: DeviceID, _ percent: Int) { entries[id]?.ble?.batteryPercent = percent }
 
     func setClockOffset(_ id: DeviceID, _ seconds: Double) { entries[id]?.ble?.clockOffsetSeconds = seconds }
