@@ -51,13 +51,13 @@ let package = Package(
         // Executables.
         .executableTarget(name: "VigilDaemon", dependencies: [
             "VitalSigns", "StrictYAML", "DeviceDecoding", "DeviceProfiles", "ClinicalRules",
-            "ReadingStore", "SerialLink", "Uplink", "CVigilPosix",
+            "ReadingStore", "SerialLink", "Uplink", "BluetoothLink", "CVigilPosix",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "VigilControl", dependencies: [
-            "VitalSigns", "DeviceDecoding", "SerialLink",
+            "VitalSigns", "DeviceDecoding", "SerialLink", "BluetoothLink",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "SerialLinkTests", dependencies: ["SerialLink", "VigilTestKit", "DeviceDecoding", "DeviceProfiles", "StrictYAML"]),
         .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VigilTestKit", "VitalSigns"]),
         .testTarget(name: "BluetoothLinkTests", dependencies: ["BluetoothLink", "VigilTestKit", "DeviceDecoding", "VitalSigns"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["VigilTestKit", "VitalSigns", "Uplink", "SerialLink"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VigilTestKit", "VitalSigns", "Uplink", "SerialLink", "BluetoothLink"]),
     ]
 )
 

@@ -88,6 +88,8 @@ public struct DeviceProfile: Sendable, Hashable, Decodable {
     public var name: String
     public var transport: Transport
     public var serial: SerialParameters?
+    /// How to talk GATT to a Bluetooth LE device (present exactly when `transport: ble`).
+    public var ble: BLEParameters?
     public var match: Match?
     /// The compiled decoder's registered name (`masimo-ascii1`).
     public var decoder: String
@@ -98,7 +100,7 @@ public struct DeviceProfile: Sendable, Hashable, Decodable {
     /// Captures in `firmware-fixtures/` that prove the decoder on this device.
     public var fixtures: [String]
 
-    enum CodingKeys: String, CodingKey { case id, name, transport, serial, match, decoder, vitals, ranges, fixtures }
+    enum CodingKeys: String, CodingKey { case id, name, transport, serial, ble, match, decoder, vitals, ranges, fixtures }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -112,8 +114,23 @@ public struct DeviceProfile: Sendable, Hashable, Decodable {
         if transport == .serial, serial == nil {
             throw DecodingError.dataCorruptedError(forKey: .serial, in: c, debugDescription: "a serial profile needs serial settings")
         }
+        ble = try c.decodeIfPresent(BLEParameters.self, forKey: .ble)
+        switch transport {
+        case .ble where ble == nil:
+            throw DecodingError.dataCorruptedError(forKey: .ble, in: c, debugDescription: "a ble profile needs a ble section")
+        case .serial where ble != nil:
+            throw DecodingError.dataCorruptedError(forKey: .ble, in: c, debugDescription: "a serial profile cannot have a ble section")
+        default: break
+        }
+        if transport == .ble, serial != nil {
+            throw DecodingError.dataCorruptedError(forKey: .serial, in: c, debugDescription: "a ble profile cannot have serial settings")
+        }
         match = try c.decodeIfPresent(Match.self, forKey: .match)
         self.decoder = try c.decode(String.self, forKey: .decoder)
+        if transport == .ble, self.decoder != BLEParameters.decoderName {
+            throw DecodingError.dataCorruptedError(
+                forKey: .decoder, in: c, debugDescription: "a ble profile uses decoder '\(BLEParameters.decoderName)'")
+        }
         let keys = try c.decode([String].self, forKey: .vitals)
         vitals = try keys.map { key in
             guard let v = Vital.named(key) else {

@@ -360,6 +360,22 @@ public final class ReadingStore: OutboxSource {
         return newestFirst.reversed()
     }
 
+    /// The highest device record number committed for `device`, or nil when none has one: where
+    /// a BLE device's RACP "report stored records" back-fill resumes (GLS v1.0.1 §4.9), so
+    /// nothing is fetched twice after a reconnect. Uses the `readings_identity` index's device
+    /// prefix, so it reads one device's rows only.
+    public func lastDeviceSequence(device: DeviceID) throws(StoreError) -> UInt64? {
+        try read { (db) throws(StoreError) -> UInt64? in
+            try db.withStatement(
+                "SELECT MAX(sequence) FROM readings WHERE device = ?", operation: "last device sequence"
+            ) { (s) throws(StoreError) -> UInt64? in
+                try s.bind(1, device.rawValue)
+                guard try s.step(), !s.isNull(0) else { return nil }
+                return UInt64(bitPattern: s.int64(0))
+            }
+        }
+    }
+
     /// Escalations whose current state is not `resolved`, oldest episode first.
     /// The stored state of one escalation, or nil if the store has never seen its ID.
     /// Start-up uses it to tell an escalation lost to a crash from one already recorded.

@@ -68,6 +68,29 @@ struct StatusReport {
         return "\(n >> 30) GiB"
     }
 
+    /// `BLE connected · bonded · battery 80 % · clock +3.0 s · MTU 247 · bad values 2`.
+    static func bleLine(_ b: JSONValue) -> String {
+        let connected = b["connected"]?.boolValue == true
+        var parts = ["BLE " + (connected ? "connected" : "not connected")]
+        if b["link"]?.stringValue == "seqpacket" { parts.append("simulated (seqpacket)") }
+        switch b["bonded"]?.boolValue {
+        case true?: parts.append("bonded")
+        case false?: parts.append("not bonded")
+        case nil: break
+        }
+        parts.append(b["battery_percent"]?.int64Value.map { "battery \($0) %" } ?? "battery ?")
+        if let c = b["clock_offset_seconds"]?.doubleValue {
+            let tenths = Int((abs(c) * 10).rounded())
+            parts.append("clock \(c < 0 ? "-" : "+")\(tenths / 10).\(tenths % 10) s")
+        } else {
+            parts.append("clock offset unknown")
+        }
+        if let m = b["mtu"]?.int64Value { parts.append("MTU \(m)") }
+        let bad = b["bad_payloads"]?.int64Value ?? 0
+        if bad > 0 { parts.append("bad values \(bad)") }
+        return parts.joined(separator: " · ")
+    }
+
     private mutating func build() {
         let gw = status["gateway"]
         lines.append("Gateway    \(gw?["site"]?.stringValue ?? "?")/\(gw?["gateway"]?.stringValue ?? "?")  vigild \(gw?["version"]?.stringValue ?? "?")  up \(Int(gw?["uptime_seconds"]?.doubleValue ?? 0)) s")
@@ -109,6 +132,17 @@ struct StatusReport {
             line += "  readings \(d["readings"]?.int64Value ?? 0)"
             let rejected = d["rejected_frames"]?.int64Value ?? 0
             if rejected > 0 { line += "  rejected frames \(rejected)" }
+            if let ble = d["ble"], ble != .null {
+                // Bluetooth LE devices sleep between measurements: "disconnected" is their normal
+                // state. Only a radio that cannot work at all, or an error, needs attention.
+                line += "\n           └ " + Self.bleLine(ble)
+                if state != "connected", let reason = d["reason"]?.stringValue { line += "\n           └ \(reason)" }
+                lines.append(line)
+                if state == "unavailable" || state == "error" {
+                    problems.append("device \(id) is \(state)\(d["reason"]?.stringValue.map { ": \($0)" } ?? "")")
+                }
+                continue
+            }
             if state != "open", let reason = d["reason"]?.stringValue { line += "\n           └ \(reason)" }
             lines.append(line)
             if state != "open" {

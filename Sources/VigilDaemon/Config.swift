@@ -128,13 +128,37 @@ struct VigilConfig: Decodable, Sendable {
     struct DeviceEntry: Decodable, Sendable {
         var id: DeviceID
         var profile: String
-        var port: String
+        var link: Link
         var patient: PatientID
         /// The zone the device's clock is set in, seconds east of UTC.
         var clockUTCOffsetSeconds: Int
 
+        /// How the gateway reaches the device: a serial port, or a Bluetooth LE address
+        /// reached over the kernel's L2CAP ATT channel or, for tests and the demo, over a Unix
+        /// SOCK_SEQPACKET socket carrying raw ATT PDUs (`transport: seqpacket:/path`).
+        enum Link: Sendable, Hashable {
+            case serial(path: String)
+            case ble(address: String, seqpacketPath: String?)
+        }
+
+        /// The serial port's path, for a serial device.
+        var port: String? {
+            if case .serial(let path) = link { return path }
+            return nil
+        }
+
+        /// What `vigilctl status` shows as the device's port: the tty path, or the BLE address
+        /// (with the seam's socket when simulated).
+        var endpoint: String {
+            switch link {
+            case .serial(let path): return path
+            case .ble(let address, let seam?): return "\(address) via seqpacket:\(seam)"
+            case .ble(let address, nil): return address
+            }
+        }
+
         enum CodingKeys: String, CodingKey {
-            case id, profile, port, patient
+            case id, profile, port, address, transport, patient
             case clockUTCOffset = "clock_utc_offset"
         }
 
@@ -147,11 +171,44 @@ struct VigilConfig: Decodable, Sendable {
             }
             self.id = DeviceID(id)
             profile = try c.decode(String.self, forKey: .profile)
-            port = try c.decode(String.self, forKey: .port)
-            guard port.hasPrefix("/") || (port.hasPrefix("usb:") && USBSerialID(parsing: port.dropFirst(4)) != nil) else {
+            let port = try c.decodeIfPresent(String.self, forKey: .port)
+            let address = try c.decodeIfPresent(String.self, forKey: .address)
+            let transport = try c.decodeIfPresent(String.self, forKey: .transport)
+            switch (port, address) {
+            case (let port?, nil):
+                guard port.hasPrefix("/") || (port.hasPrefix("usb:") && USBSerialID(parsing: port.dropFirst(4)) != nil) else {
+                    throw DecodingError.dataCorruptedError(
+                        forKey: .port, in: c,
+                        debugDescription: "must be an absolute path such as /dev/serial/by-id/…, or usb:VVVV:PPPP[:SERIAL] (USB vendor and product ids, as lsusb prints them)")
+                }
+                if transport != nil {
+                    throw DecodingError.dataCorruptedError(
+                        forKey: .transport, in: c, debugDescription: "only a Bluetooth device (address:) takes a transport")
+                }
+                link = .serial(path: port)
+            case (nil, let address?):
+                guard let normalized = Self.parseAddress(address) else {
+                    throw DecodingError.dataCorruptedError(
+                        forKey: .address, in: c, debugDescription: "must be a Bluetooth address such as AA:BB:CC:DD:EE:FF")
+                }
+                var seam: String?
+                if let transport {
+                    let prefix = "seqpacket:"
+                    guard transport.hasPrefix(prefix), transport.dropFirst(prefix.count).hasPrefix("/"),
+                          transport.utf8.count - prefix.utf8.count < 108 else {
+                        throw DecodingError.dataCorruptedError(
+                            forKey: .transport, in: c,
+                            debugDescription: "must be seqpacket:/absolute/path (a Unix socket path under 108 bytes) or absent for the radio")
+                    }
+                    seam = String(transport.dropFirst(prefix.count))
+                }
+                link = .ble(address: normalized, seqpacketPath: seam)
+            case (nil, nil):
                 throw DecodingError.dataCorruptedError(
-                    forKey: .port, in: c,
-                    debugDescription: "must be an absolute path such as /dev/serial/by-id/…, or usb:VVVV:PPPP[:SERIAL] (USB vendor and product ids, as lsusb prints them)")
+                    forKey: .port, in: c, debugDescription: "a device needs port: (serial) or address: (Bluetooth LE)")
+            case (_?, _?):
+                throw DecodingError.dataCorruptedError(
+                    forKey: .address, in: c, debugDescription: "a device has either port: (serial) or address: (Bluetooth LE), not both")
             }
             let patient = try c.decode(String.self, forKey: .patient)
             guard !patient.isEmpty, patient.utf8.count <= 128 else {
@@ -164,6 +221,15 @@ struct VigilConfig: Decodable, Sendable {
                     forKey: .clockUTCOffset, in: c, debugDescription: "must look like +01:00, -05:30 or Z")
             }
             clockUTCOffsetSeconds = seconds
+        }
+
+        /// `AA:BB:CC:DD:EE:FF` (either case) → upper case; nil for anything else.
+        static func parseAddress(_ text: String) -> String? {
+            let parts = text.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 6, parts.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isHexDigit) && $0.allSatisfy(\.isASCII) }) else {
+                return nil
+            }
+            return text.uppercased()
         }
 
         static func parseOffset(_ text: String) -> Int? {

@@ -1,3 +1,4 @@
+import SerialLink
 import VitalSigns
 
 /// What the daemon knows about each device right now, for `vigilctl status`.
@@ -16,6 +17,27 @@ actor DeviceBoard {
         var implausibleValues: Int64 = 0
         var bytesRead: Int64 = 0
         var lastError: String?
+        /// Bluetooth LE session state; nil for a serial device.
+        var ble: BLEInfo?
+    }
+
+    /// What `vigilctl status` shows for a Bluetooth LE device.
+    struct BLEInfo: Sendable {
+        /// `l2cap` (the radio) or `seqpacket` (the simulated seam).
+        var link = "l2cap"
+        var connected = false
+        /// Whether the link is bonded (encrypted with stored keys); nil over the seqpacket
+        /// seam, where there is no radio link to bond.
+        var bonded: Bool?
+        var mtu: Int?
+        /// Battery Level, percent (0–100), as last read or notified.
+        var batteryPercent: Int?
+        /// Device clock minus gateway clock at the last connection, seconds.
+        var clockOffsetSeconds: Double?
+        var connections: Int64 = 0
+        var lastConnectedAt: Timestamp?
+        /// Values that could not be decoded and ATT protocol violations.
+        var badPayloads: Int64 = 0
     }
 
     private var entries: [DeviceID: Entry] = [:]
@@ -24,6 +46,44 @@ actor DeviceBoard {
     func register(id: DeviceID, profile: String, transport: String, port: String) {
         if entries[id] == nil { order.append(id) }
         entries[id] = Entry(id: id, profile: profile, transport: transport, port: port)
+        if transport == "ble" { entries[id]?.ble = BLEInfo(link: port.contains("via seqpacket:") ? "seqpacket" : "l2cap") }
+    }
+
+    func bleConnected(_ id: DeviceID, mtu: Int, bonded: Bool?, clockOffsetSeconds: Double?) {
+        guard var e = entries[id] else { return }
+        var b = e.ble ?? BLEInfo()
+        b.connected = true
+        b.bonded = bonded
+        b.mtu = mtu
+        if let c = clockOffsetSeconds { b.clockOffsetSeconds = c }
+        b.connections += 1
+        b.lastConnectedAt = realtimeNow()
+        e.ble = b
+        e.state = "connected"
+        e.reason = nil
+        entries[id] = e
+    }
+
+    func bleDisconnected(_ id: DeviceID, state: String, reason: String?) {
+        entries[id]?.ble?.connected = false
+        setState(id, state, reason: reason)
+    }
+
+    /// A new connection attempt. An `error` or `unavailable` state (and its reason) stands
+    /// until the attempt succeeds or fails differently, so status never flickers to a
+    /// harmless-looking "connecting" between retries of a persistent fault.
+    func bleConnecting(_ id: DeviceID) {
+        guard let state = entries[id]?.state, state != "error", state != "unavailable" else { return }
+        setState(id, "connecting", reason: nil)
+    }
+
+    func setBattery(_ id: DeviceID, _ percent: Int) { entries[id]?.ble?.batteryPercent = percent }
+
+    func setClockOffset(_ id: DeviceID, _ seconds: Double) { entries[id]?.ble?.clockOffsetSeconds = seconds }
+
+    func recordBadPayload(_ id: DeviceID) {
+        entries[id]?.ble?.badPayloads += 1
+        entries[id]?.rejectedFrames += 1
     }
 
     func setState(_ id: DeviceID, _ state: String, reason: String?) {

@@ -26,13 +26,13 @@ struct DevicePipeline: Service {
     let logger: Logger
 
     func run() async throws {
-        guard let decoder = makeDecoder(named: profile.decoder), let serial = profile.serial else { return }
+        guard let decoder = makeDecoder(named: profile.decoder), let serial = profile.serial, let port = device.port else { return }
         let settings = SerialSettings(
             baud: serial.baud, dataBits: serial.dataBits,
             parity: SerialSettings.Parity(rawValue: serial.parity.rawValue) ?? .none, stopBits: serial.stopBits)
         // Link states arrive on the link's task; an ordered stream carries them to the board.
         let (states, stateSink) = AsyncStream<SerialDeviceLink.State>.makeStream()
-        let link = SerialDeviceLink(path: device.port, settings: settings, onState: { stateSink.yield($0) })
+        let link = SerialDeviceLink(path: port, settings: settings, onState: { stateSink.yield($0) })
         let (board, id) = (self.board, device.id)
         async let boardUpdates: Void = {
             for await state in states {

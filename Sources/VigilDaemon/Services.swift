@@ -157,6 +157,19 @@ struct StatusReporter: Sendable {
                 ("implausible_values", .int(d.implausibleValues)),
                 ("bytes_read", .int(d.bytesRead)),
                 ("last_error", d.lastError.map { .string($0) } ?? .null),
+                ("ble", d.ble.map { b -> JSONValue in
+                    .object([
+                        ("link", .string(b.link)),
+                        ("connected", .bool(b.connected)),
+                        ("bonded", b.bonded.map { .bool($0) } ?? .null),
+                        ("mtu", b.mtu.map { .int(Int64($0)) } ?? .null),
+                        ("battery_percent", b.batteryPercent.map { .int(Int64($0)) } ?? .null),
+                        ("clock_offset_seconds", b.clockOffsetSeconds.map { .double($0) } ?? .null),
+                        ("connections", .int(b.connections)),
+                        ("last_connected_at", time(b.lastConnectedAt)),
+                        ("bad_payloads", .int(b.badPayloads)),
+                    ])
+                } ?? .null),
             ])
         }
 

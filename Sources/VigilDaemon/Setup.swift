@@ -121,13 +121,23 @@ struct DaemonSetup: Sendable {
             guard profile.id == device.profile else {
                 throw SetupError(description: "\(path): id is '\(profile.id)' but the file is named for '\(device.profile)'")
             }
-            guard makeDecoder(named: profile.decoder) != nil else {
+            // A BLE profile's decoder is always the GATT decoder (the profile refuses anything else).
+            guard profile.transport == .ble || makeDecoder(named: profile.decoder) != nil else {
                 throw SetupError(description: "\(path): decoder '\(profile.decoder)' is not built into this vigild")
             }
-            guard profile.transport == .serial else {
-                throw SetupError(description: "device \(device.id): profile '\(profile.id)' uses \(profile.transport.rawValue), which this vigild cannot read yet")
-            }
             profiles[device.profile] = profile
+        }
+
+        // A serial profile needs port:, a Bluetooth one address:.
+        for device in config.devices {
+            guard let profile = profiles[device.profile] else { continue }
+            switch (profile.transport, device.link) {
+            case (.serial, .serial), (.ble, .ble): break
+            case (.serial, .ble):
+                throw SetupError(description: "device \(device.id): profile '\(profile.id)' is a serial device; give it port:, not address:")
+            case (.ble, .serial):
+                throw SetupError(description: "device \(device.id): profile '\(profile.id)' is a Bluetooth LE device; give it address:, not port:")
+            }
         }
 
         let (plans, problems) = RuleEvaluator.loadPlans(directory: config.paths.carePlans)

@@ -119,11 +119,21 @@ let forwarder = Forwarder(
 // Devices.
 let board = DeviceBoard()
 var pipelines: [DevicePipeline] = []
+var bleSupervisors: [BLEDeviceSupervisor] = []
 let lastSeen = (try? store.stats().lastReadingByDevice) ?? [:]
 for device in setup.config.devices {
     guard let profile = setup.profiles[device.profile] else { continue }
-    await board.register(id: device.id, profile: profile.id, transport: profile.transport.rawValue, port: device.port)
+    await board.register(id: device.id, profile: profile.id, transport: profile.transport.rawValue, port: device.endpoint)
     if let t = lastSeen[device.id] { await board.seedLastReading(device.id, t) }
+    if let ble = profile.ble {
+        // Bluetooth LE: a supervisor per device, feeding the same commit path.
+        bleSupervisors.append(BLEDeviceSupervisor(
+            device: device, profile: profile, ble: ble,
+            commitPath: CommitPath(device: device.id, store: store, rules: rules, forwarder: forwarder, board: board,
+                                   logger: Logger(label: "vigild.device")),
+            board: board, logger: Logger(label: "vigild.ble")))
+        continue
+    }
     pipelines.append(DevicePipeline(
         device: device, profile: profile, store: store, rules: rules, forwarder: forwarder, board: board,
         logger: Logger(label: "vigild.device")))
@@ -139,6 +149,7 @@ let control = ControlService(
 
 var services: [any Service] = [ForwardingService(connection: connection, forwarder: forwarder, topics: topics, logger: logger)]
 services += pipelines.map { $0 as any Service }
+services += bleSupervisors.map { $0 as any Service }
 services.append(control)
 services.append(WatchdogService(store: store))
 
@@ -149,9 +160,9 @@ let group = ServiceGroup(configuration: .init(
     logger: Logger(label: "vigild.lifecycle")))
 
 logger.info("vigild started", metadata: [
-    "version": "\(VigilVersion.string)", "devices": "\(pipelines.count)", "database": "\(setup.config.paths.database)",
+    "version": "\(VigilVersion.string)", "devices": "\(pipelines.count + bleSupervisors.count)", "database": "\(setup.config.paths.database)",
 ])
-SystemdNotifier.notify("STATUS=reading \(pipelines.count) device(s)")
+SystemdNotifier.notify("STATUS=reading \(pipelines.count + bleSupervisors.count) device(s)")
 var exitCode: Int32 = 0
 do {
     try await group.run()
