@@ -53,7 +53,7 @@ let package = Package(
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "VigilControl", dependencies: [
-            "VitalSigns", "DeviceDecoding", "SerialLink",
+            "VitalSigns", "DeviceDecoding", "SerialLink", "ClinicalRules",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -29,6 +29,8 @@ public struct RuleEngine: Sendable {
     private var lastWeightDay: Int64 = .min
     private var lastSeen: [DeviceID: Timestamp] = [:]
     private var silentReported: Set<DeviceID> = []
+    /// The local day each expected-reading rule last judged missing.
+    private var expectedDay: [String: Int64] = [:]
 
     /// At most this many triggering reading IDs are kept per escalation: the first few and
     /// the most recent, so a long episode does not grow the payload without bound.
@@ -148,7 +150,10 @@ public struct RuleEngine: Sendable {
             let have = daily[x.vital.key, day] != nil
             let a: Assessment
             if have { a = .clear }
-            else if minute >= x.byMinute {
+            else if minute >= x.byMinute, expectedDay[rule.id] != day {
+                // Judged once per local day: a missing reading is news once a day, not at
+                // every re-alert interval.
+                expectedDay[rule.id] = day
                 a = .breach(x.severity, summary: "expected \(x.vital.key) reading missing by \(Self.hhmm(x.byMinute)) local time", detail: nil)
             } else { a = .ignore }
             if let e = process(rule, a, at: now, values: []) { out.escalations.append(e) }
