@@ -25,8 +25,8 @@ public struct NEWS2Settings: Sendable, Hashable, Decodable {
     /// Resolves when the total is known and at or below `advisoryAt - 1 - hysteresis`, with no red score.
     public var hysteresis: Int
 
-    public init(scale: NEWS2Scale = .scale1, windowSeconds: Int64 = 3600, airOrOxygen: AirOrOxygen? = .air,
-                consciousness: ACVPU? = .alert, advisoryAt: Int = 1, urgentAt: Int = 5, emergencyAt: Int = 7,
+    public init(scale: NEWS2Scale = .scale1, windowSeconds: Int64 = 3600, airOrOxygen: AirOrOxygen? = nil,
+                consciousness: ACVPU? = nil, advisoryAt: Int = 1, urgentAt: Int = 5, emergencyAt: Int = 7,
                 redScoreSeverity: Severity = .urgent, hysteresis: Int = 0) {
         self.scale = scale
         self.windowSeconds = windowSeconds

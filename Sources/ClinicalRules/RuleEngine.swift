@@ -131,7 +131,11 @@ public struct RuleEngine: Sendable {
         for i in indexes {
             let rule = rules[i]
             // Quality gating: a flagged value neither starts, extends nor ends an episode.
-            let assessment = clean ? rule.assess(r, engine: self, newWeightDay: isNewWeightDay) : .ignore
+            // Units: every rule reads the vital's canonical unit, except glucose, which also
+            // converts mmol/L.
+            let unitOK = r.quantity.unit == r.vital.unit || r.vital == .bloodGlucose
+            let usable = r.flags.isDisjoint(with: .clinicallyUnreliable) && r.quantity.value.isFinite && unitOK
+            let assessment = usable ? rule.assess(r, engine: self, newWeightDay: isNewWeightDay) : .ignore
             var values = [trigger]
             if case .news2 = rule.kind { values = news2Values() }
             if case .bpCrisis = rule.kind { values = bpValues(r) }

@@ -125,7 +125,8 @@ struct Rule: Sendable, Hashable {
             if over(sys, x.systolic) || over(dia, x.diastolic) {
                 return .breach(x.severity, summary: "blood pressure \(x.inclusive ? "≥" : ">") \(JSONValue.format(x.systolic))/\(JSONValue.format(x.diastolic)) mm[Hg], confirmed by a repeat", detail: nil)
             }
-            guard let s = sys, let di = dia else { return .neutral }
+            // Wait for the other half of the measurement before calling it normal.
+            guard let s = sys, let di = dia else { return .ignore }
             return s < x.systolic - x.hysteresis && di < x.diastolic - x.hysteresis ? .clear : .neutral
 
         case .hypotension(let x):
