@@ -79,13 +79,12 @@ struct DailySeries: Sendable {
     @discardableResult
     mutating func add(vital: String, value: Double, at t: Timestamp, count: Int = 1, sum: Double? = nil) -> Bool {
         let d = day(of: t)
-        var series = days[vital] ?? [:]
-        let isFirst = series[d] == nil
-        series[d, default: DaySummary()].add(value, at: t, count: count, sum: sum)
-        if isFirst, series.count > keepDays + 2, let newest = series.keys.max() {
-            series = series.filter { $0.key > newest - Int64(keepDays) }
+        // Mutated in place: copying the series out and back would copy it on every reading.
+        let isFirst = days[vital]?[d] == nil
+        days[vital, default: [:]][d, default: DaySummary()].add(value, at: t, count: count, sum: sum)
+        if isFirst, let series = days[vital], series.count > keepDays + 2, let newest = series.keys.max() {
+            days[vital] = series.filter { $0.key > newest - Int64(keepDays) }
         }
-        days[vital] = series
         return isFirst
     }
 
