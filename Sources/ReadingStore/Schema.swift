@@ -131,7 +131,11 @@ enum Schema {
                 SELECT value, max(measured_at) FROM readings r
                 WHERE r.patient = vital_hourly.patient AND r.vital = vital_hourly.vital
                   AND r.measured_at >= vital_hourly.hour_start AND r.measured_at < vital_hourly.hour_start + 3600000
-                  AND r.value IS NOT NULL AND (r.flags & 511) = 0);
+                  AND r.value IS NOT NULL AND (r.flags & 511) = 0
+                  AND (r.vital, r.unit) IN (VALUES ('spo2', '%'), ('pulse_rate', '/min'), ('perfusion_index', '%'),
+                      ('heart_rate', '/min'), ('respiratory_rate', '/min'), ('systolic_bp', 'mm[Hg]'),
+                      ('diastolic_bp', 'mm[Hg]'), ('mean_bp', 'mm[Hg]'), ('body_temperature', 'Cel'),
+                      ('body_weight', 'kg'), ('blood_glucose', 'mg/dL')));
             -- The latest event of each (patient, rule), for re-alert suppression after a restart.
             CREATE INDEX escalations_rule ON escalations(patient, rule, updated_at);
             """),
