@@ -44,8 +44,8 @@ actor RuleEvaluator {
     /// window of recent readings, then one tick at `now`. Returns escalation events the
     /// store lacks (a reading committed just before a crash may have satisfied a rule whose
     /// escalation never reached the store). Events at or before a rule's latest stored
-    /// event are never produced again (see `RuleEngine.restore(open:)`), and an event whose
-    /// ID the store already holds in the same state is dropped.
+    /// event are never produced again (see `RuleEngine.restore(open:)`), and an `open` whose
+    /// ID the store already holds is dropped.
     func rebuild(latest: [Escalation], summaries: [VitalHourSummary], recent: [Reading], now: Timestamp,
                  known: (String) -> EscalationState?) -> (escalations: [Escalation], events: [GatewayEvent]) {
         var aggregates: [PatientID: [VitalAggregate]] = [:]
@@ -61,7 +61,9 @@ actor RuleEvaluator {
         }
         let replayed = evaluate(recent)
         let ticked = tick(now: now)
-        let fresh = (replayed + ticked.escalations).filter { known($0.id) != $0.state }
+        // The replay floor already keeps anything at or before a rule's last stored event
+        // from coming back; an open whose ID the store knows is the one exception to guard.
+        let fresh = (replayed + ticked.escalations).filter { !($0.state == .open && known($0.id) != nil) }
         return (fresh, ticked.events)
     }
 
@@ -79,7 +81,8 @@ actor RuleEvaluator {
     }
 
     /// Records a care-team acknowledgement (called by the downlink, issue 6). Returns the
-    /// event to commit, or nil for an unknown or already acknowledged ID.
+    /// event to commit, or nil for an unknown or already acknowledged ID. The caller commits
+    /// it (`store.commit(escalations:)`): that is what makes the acknowledgement survive a restart.
     func acknowledge(id: String, by who: String, at t: Timestamp) -> Escalation? {
         for patient in engines.keys.sorted() {
             guard var engine = engines[patient], let e = engine.acknowledge(id: id, by: who, at: t) else { continue }
