@@ -75,6 +75,10 @@ public struct RuleEngine: Sendable {
             ep.open = e.state == .resolved ? nil : e
             ep.silent = false
             episodes[e.rule] = ep
+            // An expected-reading rule already judged that day is not judged again after a restart.
+            if rules.contains(where: { if case .expected = $0.kind { $0.id == e.rule } else { false } }) {
+                expectedDay[e.rule] = daily.day(of: e.at)
+            }
         }
     }
 

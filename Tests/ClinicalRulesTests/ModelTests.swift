@@ -98,6 +98,11 @@ import VitalSigns
         #expect(at11.escalations.map(\.rule) == ["weight-missing"])
         #expect(at11.escalations.first?.severity == .advisory)
         #expect(e.tick(now: midnight.adding(seconds: 12 * 3600)) == RuleOutput(), "once a day, and silence reported once")
+        // A restart the same day restores the open escalation and does not judge the day again.
+        var restarted = RuleEngine(plan: e.plan)
+        restarted.restore(open: at11.escalations)
+        #expect(restarted.tick(now: midnight.adding(seconds: 12 * 3600)).escalations.isEmpty)
+        #expect(restarted.raised.map(\.rule) == ["weight-missing"])
         #expect(e.ingest(reading(.bodyWeight, 80, at: 12 * 3600 + 60)).map(\.state) == [.resolved])
         _ = e.ingest(reading(.spo2, 97, at: 13 * 3600, device: "ox"))
         // Next local day before 11:00: the day already has no weight, but it is not yet due.
