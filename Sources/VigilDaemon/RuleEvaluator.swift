@@ -95,9 +95,14 @@ actor RuleEvaluator {
     /// Rebuilds state from the store (start-up). Bounded: the replay window of the plans,
     /// rounded down to the hour, and `historyDays` of hourly summaries before it.
     func rebuild(from store: ReadingStore, now: Timestamp) throws -> (escalations: [Escalation], events: [GatewayEvent], replayed: Int) {
-        let windowStart = VitalAggregate.hourStart(of: now.adding(seconds: -rebuildWindowSeconds))
-        let recent = try store.readings(since: windowStart, limit: 200_000)
+        guard !engines.isEmpty else { return ([], [], 0) }
         let days = Int64(historyDays)
+        // With history models the replay starts on the hour, where the summaries end, so no
+        // reading is counted twice or missed; without, only the rules' own window is read.
+        let windowStart = days > 0
+            ? VitalAggregate.hourStart(of: now.adding(seconds: -rebuildWindowSeconds))
+            : now.adding(seconds: -rebuildWindowSeconds)
+        let recent = rebuildWindowSeconds > 0 || days > 0 ? try store.readings(since: windowStart, limit: 200_000) : []
         let summaries = days > 0
             ? try store.vitalHourSummaries(from: windowStart.adding(seconds: -(days + 1) * 86_400), to: windowStart) : []
         let latest = try store.latestEscalationPerRule()
