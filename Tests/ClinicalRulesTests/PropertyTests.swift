@@ -41,7 +41,7 @@ import VitalSigns
     @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
     func flaggedReadingsNeverEscalateOnTheirOwn(seed: UInt64) throws {
         let unreliable = QualityFlags.names.map(\.0).filter { !$0.isDisjoint(with: .clinicallyUnreliable) }
-        let readings = Self.history(seed: seed, count: 1500) { rng in unreliable[rng.below(unreliable.count)] }
+        let readings = Self.history(seed: seed, count: 600) { rng in unreliable[rng.below(unreliable.count)] }
         var e = RuleEngine(plan: try plan(Self.everyModel))
         #expect(e.feed(readings).isEmpty)
     }
@@ -50,7 +50,7 @@ import VitalSigns
     func aFlaggedReadingAmongCleanOnesChangesNothing(seed: UInt64) throws {
         // Inserting flagged copies (with extreme values) between clean readings leaves the
         // escalations exactly as without them.
-        let clean = Self.history(seed: seed, count: 1000) { _ in [] }
+        let clean = Self.history(seed: seed, count: 500) { _ in [] }
         var rng = Mix(state: seed &* 31)
         var mixed: [Reading] = []
         for r in clean {
@@ -74,7 +74,7 @@ import VitalSigns
         // Once a rule is open, feeding the same value again and again never lowers its severity.
         var e = RuleEngine(plan: try plan(Self.everyModel))
         var lastSeverity: [String: Severity] = [:]
-        for r in Self.history(seed: seed, count: 800, flags: { _ in [] }) {
+        for r in Self.history(seed: seed, count: 400, flags: { _ in [] }) {
             for ev in e.ingest(r) + e.ingest(reading(r.vital, r.quantity.value, at: r.measuredAt.milliseconds(since: midnight) / 1000 + 1)) {
                 if ev.state == .open { lastSeverity[ev.id] = ev.severity }
                 else if ev.state != .resolved, let s = lastSeverity[ev.id] {
@@ -88,7 +88,7 @@ import VitalSigns
 
     @Test(arguments: [31, 32] as [UInt64])
     func replayingTheSameHistoryTwiceGivesTheSameEscalations(seed: UInt64) throws {
-        let readings = Self.history(seed: seed, count: 2000) { rng in rng.below(5) == 0 ? .bodyMovement : [] }
+        let readings = Self.history(seed: seed, count: 800) { rng in rng.below(5) == 0 ? .bodyMovement : [] }
         func run() throws -> [Replay.Output] {
             var r = Replay(plan: try plan(Self.everyModel))
             return readings.flatMap { r.feed($0) }
