@@ -202,6 +202,11 @@ struct Rule: Sendable, Hashable {
             if total >= n.emergencyAt { severity = .emergency } else if total >= n.urgentAt { severity = .urgent } else if total >= n.advisoryAt { severity = .advisory }
         }
         if result.hasRedScore { severity = max(severity ?? n.redScoreSeverity, n.redScoreSeverity) }
+        guard let severity else {
+            if let total = result.total, total <= n.advisoryAt - 1 - n.hysteresis { return .clear }
+            return .neutral
+        }
+        // The detail is built only for a breach: at 1 Hz it would dominate the cost.
         var detail: [String: String] = [
             "label": NEWS2Result.homeMeasuredLabel, "scale": n.scale == .scale2 ? "2" : "1",
             "total": result.total.map { String($0) } ?? "unavailable",
@@ -211,12 +216,8 @@ struct Rule: Sendable, Hashable {
             "stale": result.stale.map(\.rawValue).joined(separator: ","),
         ]
         for p in NEWS2Parameter.allCases { if let s = result.subScore(p) { detail["score." + p.rawValue] = String(s) } }
-        if let severity {
-            let what = result.total.map { "NEWS2 \($0) (\(result.band?.rawValue ?? ""))" } ?? "NEWS2 red score, total unavailable"
-            return .breach(severity, summary: "\(what); \(NEWS2Result.homeMeasuredLabel)", detail: detail)
-        }
-        if let total = result.total, total <= n.advisoryAt - 1 - n.hysteresis { return .clear }
-        return .neutral
+        let what = result.total.map { "NEWS2 \($0) (\(result.band?.rawValue ?? ""))" } ?? "NEWS2 red score, total unavailable"
+        return .breach(severity, summary: "\(what); \(NEWS2Result.homeMeasuredLabel)", detail: detail)
     }
 }
 
