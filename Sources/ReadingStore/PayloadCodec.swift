@@ -11,9 +11,12 @@ import VitalSigns
 enum PayloadCodec {
     static let format: UInt8 = 1
 
+    /// Escalations are written in format 2 (format 1 plus acknowledgement and detail).
+    static let escalationFormat: UInt8 = 2
+
     static func encode(_ e: Escalation) -> [UInt8] {
         var w = BlobWriter()
-        w.byte(format)
+        w.byte(escalationFormat)
         w.string(e.id)
         w.string(e.patient.rawValue)
         w.string(e.rule)
@@ -33,12 +36,24 @@ enum PayloadCodec {
         w.int(e.openedAt.millisecondsSinceEpoch)
         w.int(e.at.millisecondsSinceEpoch)
         w.string(e.summary)
+        // Format 2 appends the lifecycle fields; format 1 rows (written before) end here.
+        if let by = e.acknowledgedBy { w.byte(1); w.string(by) } else { w.byte(0) }
+        if let at = e.acknowledgedAt { w.byte(1); w.int(at.millisecondsSinceEpoch) } else { w.byte(0) }
+        if let detail = e.detail {
+            w.byte(1)
+            let pairs = detail.sorted { $0.key < $1.key }
+            w.count(pairs.count)
+            for (k, v) in pairs { w.string(k); w.string(v) }
+        } else {
+            w.byte(0)
+        }
         return w.bytes
     }
 
     static func decodeEscalation(_ bytes: [UInt8], row: String) throws(StoreError) -> Escalation {
         var r = BlobReader(bytes: bytes, row: row)
-        try r.expectFormat(format)
+        let version = try r.byte()
+        guard version == format || version == escalationFormat else { throw r.corrupt("unknown format \(version)") }
         let id = try r.string()
         let patient = PatientID(try r.string())
         let rule = try r.string()
@@ -60,10 +75,24 @@ enum PayloadCodec {
         let openedAt = Timestamp(millisecondsSinceEpoch: try r.int())
         let at = Timestamp(millisecondsSinceEpoch: try r.int())
         let summary = try r.string()
+        var ackBy: String?, ackAt: Timestamp?, detail: [String: String]?
+        if version == escalationFormat {
+            if try r.byte() == 1 { ackBy = try r.string() }
+            if try r.byte() == 1 { ackAt = Timestamp(millisecondsSinceEpoch: try r.int()) }
+            if try r.byte() == 1 {
+                var d: [String: String] = [:]
+                for _ in 0..<(try r.count()) {
+                    let k = try r.string()
+                    d[k] = try r.string()
+                }
+                detail = d
+            }
+        }
         try r.expectEnd()
         var e = Escalation(patient: patient, rule: rule, severity: severity, state: state,
                            triggeringReadings: triggering, values: values, carePlanVersion: carePlanVersion,
-                           openedAt: openedAt, at: at, summary: summary)
+                           openedAt: openedAt, at: at, summary: summary,
+                           acknowledgedBy: ackBy, acknowledgedAt: ackAt, detail: detail)
         // Keep the stored ID even if it was derived differently (an older derivation).
         e.id = id
         return e

@@ -428,6 +428,11 @@ public final class ReadingStore: OutboxSource {
         try await writer.withConnection(body)
     }
 
+    /// A read on the read-only connection, for the query extensions in other files.
+    func readQuery<R: Sendable>(_ body: (SQLiteConnection) throws(StoreError) -> R) throws(StoreError) -> R {
+        try read(body)
+    }
+
     private func read<R: Sendable>(_ body: (SQLiteConnection) throws(StoreError) -> R) throws(StoreError) -> R {
         try reader.withLock { (db) throws(StoreError) -> R in try body(db) }
     }

@@ -334,7 +334,34 @@ final class StoreWriter: @unchecked Sendable {
             if let sequence = r.sequence { try s.bind(10, Int64(bitPattern: sequence)) } else { try s.bindNull(10) }
             try s.run()
         }
-        return db.changes == 1
+        guard db.changes == 1 else { return false }
+        try summarize(r)
+        return true
+    }
+
+    /// Adds a clean reading to its hour's summary (schema 0002-rule-state), in the same
+    /// transaction as the reading, so the two can never disagree after a crash.
+    private func summarize(_ r: Reading) throws(StoreError) {
+        guard r.flags.isDisjoint(with: .clinicallyUnreliable), r.quantity.value.isFinite,
+              r.quantity.unit == r.vital.unit, r.measuredAt.millisecondsSinceEpoch >= 0 else { return }
+        let t = r.measuredAt.millisecondsSinceEpoch
+        try db.withStatement("""
+            INSERT INTO vital_hourly (patient, vital, hour_start, n, sum, first_value, first_at, last_value, last_at)
+            VALUES (?1, ?2, ?3, 1, ?4, ?4, ?5, ?4, ?5)
+            ON CONFLICT (patient, hour_start, vital) DO UPDATE SET
+                n = n + 1, sum = sum + excluded.sum,
+                first_value = CASE WHEN excluded.first_at < first_at THEN excluded.first_value ELSE first_value END,
+                first_at = min(first_at, excluded.first_at),
+                last_value = CASE WHEN excluded.last_at >= last_at THEN excluded.last_value ELSE last_value END,
+                last_at = max(last_at, excluded.last_at)
+            """, operation: "commit: summarize reading") { (s) throws(StoreError) in
+            try s.bind(1, r.patient.rawValue)
+            try s.bind(2, r.vital.key)
+            try s.bind(3, (t / 3_600_000) * 3_600_000)
+            try s.bind(4, r.quantity.value)
+            try s.bind(5, t)
+            try s.run()
+        }
     }
 
     private func insert(_ e: Escalation) throws(StoreError) {

@@ -1,6 +1,10 @@
 import ClinicalRules
 import Logging
+import ReadingStore
+import SerialLink
+import ServiceLifecycle
 import StrictYAML
+import Uplink
 import VitalSigns
 import Glibc
 
@@ -31,31 +35,80 @@ actor RuleEvaluator {
         return out
     }
 
-    /// Rebuilds rule state at start-up from the open escalations and a bounded window of
-    /// recent readings, never from all history. Returns escalation events the store lacks:
-    /// a reading committed just before a crash may have satisfied a rule whose escalation
-    /// never reached the store. Escalation IDs are deterministic, so replaying a stored
-    /// episode yields the IDs already there and nothing is raised twice.
-    func rebuild(open: [Escalation], recent: [Reading], known: (String) -> EscalationState?) -> [Escalation] {
+    /// Days of daily summaries the plans' baseline and trend models need.
+    var historyDays: Int { engines.values.map(\.plan.historyDays).max() ?? 0 }
+
+    /// Rebuilds rule state at start-up from bounded inputs, never from all history:
+    /// the latest stored event of each (patient, rule) (open episodes and re-alert clocks),
+    /// hourly summaries for the models' baselines (older than the replay window) and a
+    /// window of recent readings, then one tick at `now`. Returns escalation events the
+    /// store lacks (a reading committed just before a crash may have satisfied a rule whose
+    /// escalation never reached the store). Events at or before a rule's latest stored
+    /// event are never produced again (see `RuleEngine.restore(open:)`), and an `open` whose
+    /// ID the store already holds is dropped.
+    func rebuild(latest: [Escalation], summaries: [VitalHourSummary], recent: [Reading], now: Timestamp,
+                 known: (String) -> EscalationState?) -> (escalations: [Escalation], events: [GatewayEvent]) {
+        var aggregates: [PatientID: [VitalAggregate]] = [:]
+        for h in summaries {
+            aggregates[h.patient, default: []].append(VitalAggregate(
+                vital: h.vital, hourStart: h.hourStart, count: h.count, sum: h.sum, firstValue: h.firstValue,
+                firstAt: h.firstAt, lastValue: h.lastValue, lastAt: h.lastAt))
+        }
         for (patient, var engine) in engines {
-            engine.restore(open: open.filter { $0.patient == patient })
+            engine.restore(open: latest.filter { $0.patient == patient })
+            engine.restore(aggregates: aggregates[patient] ?? [])
             engines[patient] = engine
         }
-        // The replay window can begin inside an episode that has since been stored and
-        // resolved: replaying from its middle opens a look-alike with a new ID (its openedAt
-        // differs) and resolves it again. A pair opened *and* resolved within the replay is
-        // therefore never news; neither is a resolve of an ID the store does not know.
-        let events = evaluate(recent)
-        let resolvedInReplay = Set(events.filter { $0.state == .resolved }.map(\.id))
-        var missing: [Escalation] = []
-        for event in events {
-            switch (event.state, known(event.id)) {
-            case (.open, nil) where !resolvedInReplay.contains(event.id): missing.append(event)
-            case (.resolved, .some(let s)) where s != .resolved: missing.append(event)
-            default: break
-            }
+        let replayed = evaluate(recent)
+        let ticked = tick(now: now)
+        // The replay floor already keeps anything at or before a rule's last stored event
+        // from coming back; an open whose ID the store knows is the one exception to guard.
+        let fresh = (replayed + ticked.escalations).filter { !($0.state == .open && known($0.id) != nil) }
+        return (fresh, ticked.events)
+    }
+
+    /// Runs the time-driven rules (expected reading missing, device silent) for every patient.
+    func tick(now: Timestamp) -> RuleOutput {
+        var out = RuleOutput()
+        for patient in engines.keys.sorted() {
+            guard var engine = engines[patient] else { continue }
+            let o = engine.tick(now: now)
+            engines[patient] = engine
+            out.escalations += o.escalations
+            out.events += o.events
         }
-        return missing
+        return out
+    }
+
+    /// Records a care-team acknowledgement (called by the downlink, issue 6). Returns the
+    /// event to commit, or nil for an unknown or already acknowledged ID. The caller commits
+    /// it (`store.commit(escalations:)`): that is what makes the acknowledgement survive a restart.
+    func acknowledge(id: String, by who: String, at t: Timestamp) -> Escalation? {
+        for patient in engines.keys.sorted() {
+            guard var engine = engines[patient], let e = engine.acknowledge(id: id, by: who, at: t) else { continue }
+            engines[patient] = engine
+            return e
+        }
+        return nil
+    }
+
+    /// Rebuilds state from the store (start-up). Bounded: the replay window of the plans,
+    /// rounded down to the hour, and `historyDays` of hourly summaries before it.
+    func rebuild(from store: ReadingStore, now: Timestamp) throws -> (escalations: [Escalation], events: [GatewayEvent], replayed: Int) {
+        guard !engines.isEmpty else { return ([], [], 0) }
+        let days = Int64(historyDays)
+        // With history models the replay starts on the hour, where the summaries end, so no
+        // reading is counted twice or missed; without, only the rules' own window is read.
+        let windowStart = days > 0
+            ? VitalAggregate.hourStart(of: now.adding(seconds: -rebuildWindowSeconds))
+            : now.adding(seconds: -rebuildWindowSeconds)
+        let recent = rebuildWindowSeconds > 0 || days > 0 ? try store.readings(since: windowStart, limit: 200_000) : []
+        let summaries = days > 0
+            ? try store.vitalHourSummaries(from: windowStart.adding(seconds: -(days + 1) * 86_400), to: windowStart) : []
+        let latest = try store.latestEscalationPerRule()
+        let out = rebuild(latest: latest, summaries: summaries, recent: recent, now: now,
+                          known: { id in try? store.escalationState(id: id) })
+        return (out.escalations, out.events, recent.count)
     }
 
     /// Loads every `*.yaml` care plan in a directory. A plan that fails to validate is
@@ -129,5 +182,33 @@ enum TextFile {
             if bytes.count > limit { throw ReadError(path: path, errno: EFBIG) }
         }
         return bytes
+    }
+}
+
+/// Calls the rules' `tick(now:)` once a minute and commits what it produces (escalations to
+/// the priority lane, `device_silent` events likewise), then wakes the forwarder.
+struct RuleTicker: Service {
+    let rules: RuleEvaluator
+    let store: ReadingStore
+    let forwarder: Forwarder
+    let logger: Logger
+    var interval: Duration = .seconds(60)
+
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                do { try await Task.sleep(for: interval) } catch { return }
+                let out = await rules.tick(now: realtimeNow())
+                guard !(out.escalations.isEmpty && out.events.isEmpty) else { continue }
+                do {
+                    try await store.commit(escalations: out.escalations, events: out.events)
+                    forwarder.notify()
+                } catch {
+                    // The rule state has moved on; log loudly. The next start-up rebuild
+                    // re-derives a lost expected-reading escalation from the tick at start.
+                    logger.error("cannot commit tick escalations", metadata: ["error": "\(error)"])
+                }
+            }
+        }
     }
 }

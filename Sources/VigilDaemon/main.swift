@@ -71,15 +71,14 @@ do {
 let rules = RuleEvaluator(plans: setup.plans, logger: Logger(label: "vigild.rules"))
 do {
     let started = realtimeNow()
-    let window = await rules.rebuildWindowSeconds
-    let recent = window > 0 ? try store.readings(since: started.adding(seconds: -window), limit: 200_000) : []
-    let open = try store.openEscalations()
-    let missing = await rules.rebuild(open: open, recent: recent, known: { id in try? store.escalationState(id: id) })
-    if !missing.isEmpty { try await store.commit(escalations: missing) }
+    let rebuilt = try await rules.rebuild(from: store, now: started)
+    if !(rebuilt.escalations.isEmpty && rebuilt.events.isEmpty) {
+        try await store.commit(escalations: rebuilt.escalations, events: rebuilt.events)
+    }
     let patients = await rules.patientCount
     logger.info("rule state rebuilt", metadata: [
-        "rules.patients": "\(patients)", "rules.replayed": "\(recent.count)",
-        "escalations.open": "\(open.count)", "escalations.recovered": "\(missing.count)",
+        "rules.patients": "\(patients)", "rules.replayed": "\(rebuilt.replayed)",
+        "escalations.recovered": "\(rebuilt.escalations.count)",
         "elapsed_ms": "\(realtimeNow().milliseconds(since: started))",
     ])
 } catch {
@@ -152,6 +151,7 @@ services += pipelines.map { $0 as any Service }
 services += bleSupervisors.map { $0 as any Service }
 services.append(control)
 services.append(WatchdogService(store: store))
+services.append(RuleTicker(rules: rules, store: store, forwarder: forwarder, logger: Logger(label: "vigild.rules")))
 
 let group = ServiceGroup(configuration: .init(
     services: services.map { .init(service: $0) },

@@ -75,10 +75,19 @@ public struct Escalation: Hashable, Sendable, Codable {
     public var at: Timestamp
     /// A short clinical summary with no identifiers, for example "SpO2 below 90 % for 60 s".
     public var summary: String
+    /// Who acknowledged it (a care-team member's identifier from the downlink), once acknowledged.
+    public var acknowledgedBy: String?
+    /// When it was acknowledged.
+    public var acknowledgedAt: Timestamp?
+    /// Model output behind the escalation, as flat key/value text with no identifiers
+    /// (for NEWS2: label, total, band, red_parameters, missing, stale; for trend models the
+    /// baseline or reference used). nil when the rule has none.
+    public var detail: [String: String]?
 
     public init(patient: PatientID, rule: String, severity: Severity, state: EscalationState,
                 triggeringReadings: [ReadingID], values: [TriggerValue], carePlanVersion: Int,
-                openedAt: Timestamp, at: Timestamp, summary: String) {
+                openedAt: Timestamp, at: Timestamp, summary: String,
+                acknowledgedBy: String? = nil, acknowledgedAt: Timestamp? = nil, detail: [String: String]? = nil) {
         self.id = Escalation.deriveID(patient: patient, rule: rule, openedAt: openedAt)
         self.patient = patient
         self.rule = rule
@@ -90,6 +99,9 @@ public struct Escalation: Hashable, Sendable, Codable {
         self.openedAt = openedAt
         self.at = at
         self.summary = summary
+        self.acknowledgedBy = acknowledgedBy
+        self.acknowledgedAt = acknowledgedAt
+        self.detail = detail
     }
 
     public static func deriveID(patient: PatientID, rule: String, openedAt: Timestamp) -> String {

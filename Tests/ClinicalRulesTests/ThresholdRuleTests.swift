@@ -96,13 +96,19 @@ private func engine() -> RuleEngine { RuleEngine(plan: CarePlan(patient: patient
 
     @Test func replayingTheSameHistoryGivesTheSameEscalations() {
         let history = (0..<400).map { s in spo2(s % 150 < 90 ? 86 : 97, at: Int64(s)) }
+        // A one-minute re-alert interval: each 150 s cycle is a fresh, notified episode.
         func run() -> [Escalation] {
-            var e = engine()
+            var e = RuleEngine(plan: CarePlan(patient: patient, version: 7, thresholds: [lowRule], realertSeconds: 60))
             return history.flatMap { e.ingest($0) }
         }
         let a = run(), b = run()
         #expect(a == b)
         #expect(a.filter { $0.state == .open }.count == 3)
+        // With the default 30-minute interval the later episodes open within it of the first
+        // resolution and are held back (suppressed): only the first is sent.
+        var e = engine()
+        let d = history.flatMap { e.ingest($0) }
+        #expect(d.map(\.state) == [.open, .resolved])
     }
 
     @Test func otherPatientsAndVitalsAreIgnored() {
