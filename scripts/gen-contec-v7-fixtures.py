@@ -15,7 +15,8 @@ Real-time 0x01 data: [status, pleth|searching<<7, bar|piInvalid<<4, PR, SpO2, PI
   status: strength 0-8 | searching-too-long 0x10 | low SpO2 0x20 | beep 0x40 | probe error 0x80
 Emission: one result per 60 consecutive well-formed real-time packets (values of the 60th,
 flags the union of the 60); any rejected byte restarts the count.
-Stored data: 0x0F = three (SpO2, PR) records, 0x09 = one (SpO2, PR, PI lo, PI hi); one
+Stored data (read only after a 0x08 length and a 0x07 + 0x12 start for the same user and
+segment, with no byte rejected since): 0x0F = three (SpO2, PR) records, 0x09 = one (SpO2, PR, PI lo, PI hi); one
 record a second from the start time in 0x07 (user, segment, year/100, year%100, month, day)
 + 0x12 (user, segment, hour, minute, second, 0); 0x08 gives the length in bytes (2 or 4 a
 record); records past it are padding. sequence = start as Unix seconds * 1e6 + index.
@@ -72,10 +73,13 @@ class Capture:
         self.run, self.run_code = 0, None
         self.open = 0           # bytes of a packet left open by an injected cut
         self.start, self.length, self.index = None, None, 0
+        self.started = False    # a 0x07 + 0x12 pair followed the 0x08 length
 
     # -- the merge rules --
     def _drop(self, n, code):
+        # A rejection voids the second being collected and forgets the storage context.
         self.window, self.window_flags = 0, set()
+        self.length, self.start, self.started, self.index = None, None, False, 0
         self.run += n
         if self.run_code is None or RANK[code] > RANK[self.run_code]:
             self.run_code = code
@@ -195,16 +199,17 @@ class Capture:
     def start_time(self, when, user=0, segment=0):
         self.other(0x07, [user, segment, when.year // 100, when.year % 100, when.month, when.day])
         self.other(0x12, [user, segment, when.hour, when.minute, when.second, 0])
-        self.start, self.index = when, 0
+        self.start, self.index, self.started = when, 0, self.length is not None
 
     def storage_length(self, nbytes, user=0, segment=0):
         self.other(0x08, [user, segment] + [(nbytes >> s) & 0xFF for s in (0, 8, 16, 24)])
-        self.length, self.index = nbytes, 0
+        self.length, self.index, self.start, self.started = nbytes, 0, None, False
 
     def _record(self, spo2, pr, pi, size):
         i = self.index
         self.index += 1
-        if self.length is not None and i >= self.length // size:
+        # Records are read only in a download's context, and not past its length.
+        if not self.started or i >= self.length // size:
             return
         t = self.start + datetime.timedelta(seconds=i) if self.start else None
         seq = calendar.timegm(self.start.timetuple()) * 1000000 + i if self.start else i
@@ -297,6 +302,7 @@ def garbage():
     c.second(73, 97, pi=240)
     c.other(0x11, [0x01, 0x01, 0, 0, 0, 0, 0])                          # device notice: accepted
     c.other(0x0B, [0xA5, 0x05])                                          # command feedback: accepted
+    c.other(0x0F, [97, 72, 96, 73, 95, 74])                              # storage outside a download: no reading
     c.second(73, 98, pi=240)
     c.random_noise(200)
     c.second(74, 98, pi=245)

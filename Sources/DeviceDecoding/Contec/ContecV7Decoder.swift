@@ -12,25 +12,30 @@ public import VitalSigns
 /// time (the packet has none). Fields in ``ContecV7Realtime``.
 ///
 /// Stored records (0x0F three per packet, 0x09 one with PI), as a download brings them: one
-/// result per record, in order, with device time = the recording's start (the last 0x07 +
-/// 0x12 packets seen) plus one second per record, and ``ContecV7Storage/sequence(start:index:)``.
-/// A 0x07, 0x12 or 0x08 packet starts a new recording (index 0); once a 0x08 length has been
-/// seen, records past it (the padding of the last packet, §3.3.2.5) give nothing. A storage
-/// packet with a value out of range is rejected whole (`.malformedField`); its records keep
-/// their places in the index.
+/// result per record, in order, with device time = the recording's start plus one second per
+/// record, and ``ContecV7Storage/sequence(start:index:)``. The protocol has no checksum, so
+/// records are read only inside a download's context: a 0x08 storage length, then the 0x07
+/// and 0x12 start date and time, for the same user and segment, with no byte rejected since
+/// (any rejection forgets the context: the records' places in time would be unknown). Records
+/// past the length (the padding of the last packet, §3.3.2.5) give nothing. A storage packet
+/// with a value out of range is rejected whole (`.malformedField`), which also ends the
+/// context. Random noise would have to form those three packets in a row to yield a record.
 public struct ContecV7Decoder: StreamDecoder {
     public static let framesPerEmission = 60
 
     private var parser = ContecV7PacketParser()
     private var framesInWindow = 0
     private var windowFlags: QualityFlags = []
+    /// The storage context: the 0x08 length (user, segment, bytes), then the start date and
+    /// time; `start` is `.some` once both arrived valid (`.some(nil)`: the device keeps none).
+    private var storage: (user: UInt8, segment: UInt8, bytes: Int)?
     private var startDate: [UInt8]?
-    private var startTime: [UInt8]?
-    private var start: CivilDateTime?
-    private var storageBytes: Int?
+    private var start: CivilDateTime??
     private var recordIndex = 0
-    /// Well-formed packets accepted since the decoder was made.
+    /// Well-formed packets accepted since the decoder was made, and their bytes: with the
+    /// rejections' `bytesSkipped` they account for every input byte.
     public private(set) var acceptedPackets = 0
+    public private(set) var acceptedBytes = 0
 
     public init() {}
 
@@ -47,29 +52,36 @@ public struct ContecV7Decoder: StreamDecoder {
         parser.finish(into: &out)
         framesInWindow = 0
         windowFlags = []
-        startDate = nil
-        startTime = nil
-        start = nil
-        storageBytes = nil
-        recordIndex = 0
+        forgetStorage()
         return out
+    }
+
+    private mutating func forgetStorage() {
+        storage = nil
+        startDate = nil
+        start = nil
+        recordIndex = 0
     }
 
     private mutating func reject(_ p: ContecV7Packet) {
         parser.drop(p, .malformedField)
         framesInWindow = 0
         windowFlags = []
+        forgetStorage()
     }
 
-    private mutating func accept(into out: inout [DecodeResult]) {
+    private mutating func accept(_ p: ContecV7Packet, into out: inout [DecodeResult]) {
         let before = out.count
         parser.flush(into: &out)
         if out.count > before {
-            // Bytes were dropped since the last good packet: the second being collected is void.
+            // Bytes were dropped since the last good packet: the second being collected is
+            // void, and stored records could no longer be placed in time.
             framesInWindow = 0
             windowFlags = []
+            forgetStorage()
         }
         acceptedPackets += 1
+        acceptedBytes += p.data.count + 2
     }
 
     private mutating func handle(_ p: ContecV7Packet, into out: inout [DecodeResult]) {
@@ -77,7 +89,7 @@ public struct ContecV7Decoder: StreamDecoder {
         switch p.type {
         case U.realtime:
             guard let rt = ContecV7Realtime(p) else { return reject(p) }
-            accept(into: &out)
+            accept(p, into: &out)
             framesInWindow += 1
             windowFlags.formUnion(rt.flags)
             if framesInWindow == Self.framesPerEmission {
@@ -85,41 +97,40 @@ public struct ContecV7Decoder: StreamDecoder {
                 framesInWindow = 0
                 windowFlags = []
             }
-        case U.storageStartDate, U.storageStartTime:
-            if p.type == U.storageStartDate { startDate = p.data } else { startTime = p.data }
-            if let d = startDate, let t = startTime {
-                guard let s = ContecV7Storage.start(date: d, time: t) else {
-                    startTime = nil
-                    return reject(p)
-                }
-                start = s
-            } else {
-                start = nil
-            }
-            accept(into: &out)
-            recordIndex = 0
         case U.storageDataLength:
-            accept(into: &out)
-            storageBytes = Int(p.data[2]) | Int(p.data[3]) << 8 | Int(p.data[4]) << 16 | Int(p.data[5]) << 24
+            accept(p, into: &out)
+            forgetStorage()
+            storage = (p.data[0], p.data[1], Int(p.data[2]) | Int(p.data[3]) << 8 | Int(p.data[4]) << 16 | Int(p.data[5]) << 24)
+        case U.storageStartDate:
+            accept(p, into: &out)
+            guard let s = storage, s.user == p.data[0], s.segment == p.data[1] else { return forgetStorage() }
+            startDate = p.data
+            start = nil
+        case U.storageStartTime:
+            guard let s = storage, s.user == p.data[0], s.segment == p.data[1], let date = startDate else {
+                accept(p, into: &out)
+                return forgetStorage()
+            }
+            guard let begun = ContecV7Storage.start(date: date, time: p.data) else { return reject(p) }
+            accept(p, into: &out)
+            start = .some(begun)
             recordIndex = 0
         case U.storageData, U.storageDataWithPI:
             let records = ContecV7Storage.records(p)
-            guard records.allSatisfy({ ContecV7Storage.valid(spo2: $0.spo2, pi: $0.pi) }) else {
-                recordIndex += records.count
-                return reject(p)
-            }
-            accept(into: &out)
-            let size = ContecV7Storage.recordBytes(p.type)
+            guard records.allSatisfy({ ContecV7Storage.valid(spo2: $0.spo2, pi: $0.pi) }) else { return reject(p) }
+            accept(p, into: &out)
+            guard let s = storage, let begun = start else { return }
+            let total = s.bytes / ContecV7Storage.recordBytes(p.type)
             for r in records {
                 defer { recordIndex += 1 }
-                if let total = storageBytes, recordIndex >= total / size { continue }
-                let seq = ContecV7Storage.sequence(start: start, index: recordIndex)
-                out.append(.samples(ContecV7Storage.samples(spo2: r.spo2, pulseRate: r.pulseRate, pi: r.pi,
-                                                            time: ContecV7Storage.time(start: start, index: recordIndex),
-                                                            sequence: seq)))
+                guard recordIndex < total else { continue }
+                out.append(.samples(ContecV7Storage.samples(
+                    spo2: r.spo2, pulseRate: r.pulseRate, pi: r.pi,
+                    time: ContecV7Storage.time(start: begun, index: recordIndex),
+                    sequence: ContecV7Storage.sequence(start: begun, index: recordIndex))))
             }
         default:
-            accept(into: &out)
+            accept(p, into: &out)
         }
     }
 }
