@@ -306,4 +306,40 @@ struct ContecV7Tests {
             #expect(v7Replay(stream, chunk: Int.random(in: 2...64, using: &rng)) == whole, "iteration \(iteration)")
         }
     }
+
+    @Test("download state machine: a line error mid-storage abandons the attempt; the retry resumes without repeats")
+    func downloadResumesAfterLineError() {
+        let start = CivilDateTime(year: 2026, month: 1, day: 2, hour: 3, minute: 4, second: 5)
+        let feedback = ContecV7Packet(type: 0x0C, data: []).encoded
+        let length = ContecV7Packet(type: 0x08, data: [0, 0, 12, 0, 0, 0]).encoded  // 6 records
+        let when = ContecV7Packet(type: 0x07, data: [0, 0, 20, 26, 1, 2]).encoded
+            + ContecV7Packet(type: 0x12, data: [0, 0, 3, 4, 5, 0]).encoded
+        let first = ContecV7Packet(type: 0x0F, data: [97, 70, 96, 71, 95, 72]).encoded
+        let second = ContecV7Packet(type: 0x0F, data: [94, 73, 93, 74, 92, 75]).encoded
+        func cmd(_ c: UInt8) -> [UInt8] { ContecV7Command.packet(c, [0, 0]).encoded }
+        func seqs(_ r: [DecodeResult]) -> [UInt64] { r.compactMap { if case .samples(let x) = $0 { x.first?.sequence } else { nil } } }
+
+        var d = ContecStoredDataDownload()
+        #expect(d.begin() == ContecV7Command.packet(ContecV7Command.stopRealtime).encoded
+                + ContecV7Command.packet(ContecV7Command.stopStorageData).encoded)
+        // Stale real-time packets before the stop's answer are ignored.
+        #expect(d.receive(V7.second(n: 3) + feedback).send == [cmd(0xA4)])
+        #expect(d.receive(length).send == [cmd(0xA5)])
+        #expect(d.receive(when).send == [cmd(0xA6)])
+        var broken = second
+        broken[4] &= 0x7F
+        let r1 = d.receive(first + broken).results
+        #expect(seqs(r1) == (0..<3).map { ContecV7Storage.sequence(start: start, index: $0) })
+        #expect(!d.isComplete)
+        _ = d.receive(second)  // the rest of the stream after the loss is not read
+        #expect(!d.isComplete)
+        _ = d.abandonAttempt()
+        _ = d.begin()
+        _ = d.receive(feedback)
+        _ = d.receive(length)
+        _ = d.receive(when)
+        let r2 = d.receive(first + second).results
+        #expect(seqs(r2) == (3..<6).map { ContecV7Storage.sequence(start: start, index: $0) })
+        #expect(d.isComplete)
+    }
 }

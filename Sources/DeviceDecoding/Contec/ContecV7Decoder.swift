@@ -120,7 +120,7 @@ public struct ContecV7Decoder: StreamDecoder {
             guard records.allSatisfy({ ContecV7Storage.valid(spo2: $0.spo2, pi: $0.pi) }) else { return reject(p) }
             accept(p, into: &out)
             guard let s = storage, let begun = start else { return }
-            let total = s.bytes / ContecV7Storage.recordBytes(p.type)
+            let total = min(s.bytes / ContecV7Storage.recordBytes(p.type), ContecV7Storage.maxRecords)
             for r in records {
                 defer { recordIndex += 1 }
                 guard recordIndex < total else { continue }

@@ -152,6 +152,10 @@ public struct ContecStoredDataDownload: CommandProtocol {
                 state = .done
                 return
             }
+            guard length / 2 <= ContecV7Storage.maxRecords else {
+                protocolError("storage length reply (0x08): more than \(ContecV7Storage.maxRecords) records", &results)
+                return
+            }
             state = .awaitingStart
             out.append(ContecV7Command.packet(ContecV7Command.queryStorageStart, arguments).encoded)
         case .awaitingStart:

@@ -205,6 +205,10 @@ public struct ContecV7PacketParser: Sendable {
 /// timegrid/CMS50Dplus7's 1 s storage interval, Brad Martin's relative time in seconds,
 /// Tommi Airikka's "1Hz"; V7.0 itself does not state it).
 public enum ContecV7Storage {
+    /// Records past this index are not read: their sequences would repeat (11.5 days at
+    /// one a second, far more than the devices store), so a 0x08 length beyond it is refused.
+    public static let maxRecords = 1_000_000
+
     /// The deterministic sequence of stored record `index` of a recording that started at
     /// `start` (device civil time, read as if UTC): start seconds since 1970 × 1 000 000 +
     /// index (so it reads in decimal, and stays below 2^53 for JSON consumers until 2255);
