@@ -123,8 +123,10 @@ struct ContecDownloadTests {
         return (spo2: spo2, pr: pr)
     }
 
-    static func downloader(_ device: ScriptedCMS50, attempts: Int = 3) -> MeterDownloader {
-        MeterDownloader(path: device.pty.slavePath, settings: SerialSettings(baud: 115_200), replyTimeout: .milliseconds(500),
+    /// The reply timeout is generous where the test expects answers (a loaded machine can
+    /// stall the scripted device for a moment) and short where it expects silence.
+    static func downloader(_ device: ScriptedCMS50, attempts: Int = 3, timeout: Duration = .seconds(3)) -> MeterDownloader {
+        MeterDownloader(path: device.pty.slavePath, settings: SerialSettings(baud: 115_200), replyTimeout: timeout,
                         attempts: attempts, retryDelay: .milliseconds(50))
     }
 
@@ -163,7 +165,7 @@ struct ContecDownloadTests {
         defer { device.stop() }
         var proto = ContecStoredDataDownload()
         var got: [DecodeResult] = []
-        let attempts = try await Self.downloader(device).download(&proto) { got += $0 }
+        let attempts = try await Self.downloader(device, timeout: .milliseconds(1500)).download(&proto) { got += $0 }
         #expect(attempts == 2)
         #expect(device.sessions == 2)
         #expect(device.commands == [0xA2, 0xA7, 0xA4, 0xA5, 0xA6, 0xA2, 0xA7, 0xA4, 0xA5, 0xA6])
@@ -191,7 +193,7 @@ struct ContecDownloadTests {
         var proto = ContecStoredDataDownload()
         var got: [DecodeResult] = []
         let error = await #expect(throws: MeterDownloadError.self) {
-            try await Self.downloader(device).download(&proto) { got += $0 }
+            try await Self.downloader(device, timeout: .milliseconds(300)).download(&proto) { got += $0 }
         }
         #expect(error?.attempts == 3)
         #expect(error?.reason.contains("did not answer") == true)
@@ -211,7 +213,7 @@ struct ContecDownloadTests {
         var proto = ContecStoredDataDownload()
         var got: [DecodeResult] = []
         let error = await #expect(throws: MeterDownloadError.self) {
-            try await Self.downloader(device, attempts: 2).download(&proto) { got += $0 }
+            try await Self.downloader(device, attempts: 2, timeout: .milliseconds(300)).download(&proto) { got += $0 }
         }
         #expect(error?.attempts == 2)
         let refusals = got.compactMap { r -> FrameError? in if case .rejected(let e) = r { e } else { nil } }

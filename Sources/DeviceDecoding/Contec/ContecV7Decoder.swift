@@ -107,12 +107,11 @@ public struct ContecV7Decoder: StreamDecoder {
             startDate = p.data
             start = nil
         case U.storageStartTime:
-            guard let s = storage, s.user == p.data[0], s.segment == p.data[1], let date = startDate else {
-                accept(p, into: &out)
-                return forgetStorage()
-            }
-            guard let begun = ContecV7Storage.start(date: date, time: p.data) else { return reject(p) }
+            let begun = startDate.flatMap { ContecV7Storage.start(date: $0, time: p.data) }
+            if startDate != nil, begun == nil { return reject(p) }
+            // Accept first: a rejection pending since the 0x08 forgets the context.
             accept(p, into: &out)
+            guard let s = storage, s.user == p.data[0], s.segment == p.data[1], let begun else { return forgetStorage() }
             start = .some(begun)
             recordIndex = 0
         case U.storageData, U.storageDataWithPI:
