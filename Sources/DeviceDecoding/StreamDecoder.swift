@@ -58,6 +58,7 @@ public struct FrameError: Error, Sendable, Hashable, CustomStringConvertible {
 /// The compiled decoders, by the name device profiles use in their `decoder:` key.
 public let streamDecoderNames: [String] = [
     "masimo-ascii1", "nonin-sdf2", "contec-cms50-legacy", "onetouch-ultra2", "onetouch-ultraeasy", "masimo-trend",
+    "contec-cms50-v7",
 ]
 
 /// Makes a fresh decoder for a profile's `decoder:` name, or nil if no such decoder exists.
@@ -69,6 +70,7 @@ public func makeDecoder(named name: String) -> (any StreamDecoder)? {
     case "onetouch-ultra2": OneTouchUltra2Decoder()
     case "onetouch-ultraeasy": OneTouchUltraEasyDecoder()
     case "masimo-trend": MasimoTrendDecoder()
+    case "contec-cms50-v7": ContecV7Decoder()
     default: nil
     }
 }
