@@ -70,9 +70,12 @@ public enum Fixtures {
         return results
     }
 
-    /// `<dir>/<name>.capture` → `<dir>/<name>.expected.jsonl`.
+    /// `<dir>/<name>.capture` (or `.att`, `.values`) → `<dir>/<name>.expected.jsonl`.
     public static func expectedPath(forCapture path: String) -> String {
-        let base = path.hasSuffix(".capture") ? String(path.dropLast(".capture".count)) : path
+        var base = path
+        for ext in [".capture", ".att", ".values"] where path.hasSuffix(ext) {
+            base = String(path.dropLast(ext.count))
+        }
         return base + ".expected.jsonl"
     }
 

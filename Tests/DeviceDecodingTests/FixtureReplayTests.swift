@@ -23,7 +23,9 @@ import VitalSigns
             let path = dir + "/" + name
             guard let bytes = try? Fixtures.readFile(path),
                   let profile = try? YAMLDecoder().decode(DeviceProfile.self, from: bytes, fileName: path) else { return [] }
-            return profile.fixtures.map { Case(capture: $0, decoder: profile.decoder) }
+            // Byte-stream captures only: BLE profiles' ATT sessions and characteristic values
+            // are replayed by BluetoothLinkTests and GATTFixtureTests.
+            return profile.fixtures.filter { $0.hasSuffix(".capture") }.map { Case(capture: $0, decoder: profile.decoder) }
         }
     }
 

@@ -25,8 +25,8 @@ final class ScriptedMeter: Sendable {
     private let requests = Mutex(0)
     private let running = Mutex(true)
 
-    init(script: [Reply]) throws {
-        pty = try PseudoTerminal(holdSlaveOpen: true)
+    init(script: [Reply], linkPath: String? = nil) throws {
+        pty = try PseudoTerminal(linkPath: linkPath, holdSlaveOpen: true)
         let capture = try Fixtures.capture("onetouch-ultra2/normal.capture")
         var lines: [[UInt8]] = []
         var current: [UInt8] = []
@@ -138,14 +138,16 @@ struct MeterDownloaderTests {
         }
         #expect(error?.attempts == 3)
         #expect(error?.reason.contains("did not answer") == true)
-        #expect(meter.requestCount == 3)
+        #expect(await eventually(within: .seconds(5)) { meter.requestCount == 3 }, "the meter heard every attempt")
         #expect(got.isEmpty)
     }
 
     @Test("an unplugged meter (the pty closed) fails with the device's absence as the reason")
     func unpluggedMeter() async throws {
-        let meter = try ScriptedMeter(script: [.stopAfter(lines: 3)])
-        let path = meter.pty.slavePath
+        // Through a symlink, as a by-id path would be: the unplug removes it, so the retry
+        // cannot land on a pseudo-terminal another test opened with the same number.
+        let path = makeTemporaryDirectory(prefix: "vigil-meter") + "/meter"
+        let meter = try ScriptedMeter(script: [.stopAfter(lines: 3)], linkPath: path)
         DispatchQueue.global().asyncAfter(deadline: .now() + 0.2) { meter.stop() }
         var proto = OneTouchUltra2Download()
         var got: [DecodeResult] = []

@@ -264,7 +264,8 @@ struct FixtureReplayTests {
             let settings = SerialSettings(baud: serial.baud, dataBits: serial.dataBits,
                                           parity: SerialSettings.Parity(rawValue: serial.parity.rawValue) ?? .none,
                                           stopBits: serial.stopBits)
-            return profile.fixtures.map { Case(capture: $0, decoder: profile.decoder, settings: settings) }
+            return profile.fixtures.filter { $0.hasSuffix(".capture") }
+                .map { Case(capture: $0, decoder: profile.decoder, settings: settings) }
         }
     }
 
