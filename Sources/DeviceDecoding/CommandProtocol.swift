@@ -83,3 +83,29 @@ public func makeCommandProtocol(named name: String) -> (any CommandProtocol)? {
     default: nil
     }
 }
+
+/// What the host must send to a streaming device for it to stream: bytes when the port opens
+/// (a "start real-time" command), and a keep-alive at an interval, if the device stops
+/// without one. Devices that stream on their own need none.
+public struct StreamSession: Sendable, Hashable {
+    public var opening: [UInt8]
+    public var keepAlive: [UInt8]?
+    public var keepAliveInterval: Duration
+
+    public init(opening: [UInt8], keepAlive: [UInt8]? = nil, keepAliveInterval: Duration = .seconds(5)) {
+        self.opening = opening
+        self.keepAlive = keepAlive
+        self.keepAliveInterval = keepAliveInterval
+    }
+}
+
+/// The session a decoder's device needs, by the name profiles use; nil for devices that
+/// stream unasked.
+public func makeStreamSession(named name: String) -> StreamSession? {
+    switch name {
+    case "contec-cms50-v7":
+        StreamSession(opening: ContecV7RealtimeSession.openingBytes, keepAlive: ContecV7RealtimeSession.keepAliveBytes,
+                      keepAliveInterval: ContecV7RealtimeSession.keepAliveInterval)
+    default: nil
+    }
+}

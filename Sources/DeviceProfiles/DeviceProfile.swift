@@ -1,3 +1,4 @@
+public import DeviceDecoding
 public import VitalSigns
 
 /// A device profile: the data that tells Vigil how to talk to one kind of device
@@ -99,8 +100,13 @@ public struct DeviceProfile: Sendable, Hashable, Decodable {
     public var ranges: [String: ClosedRange<Double>]
     /// Captures in `firmware-fixtures/` that prove the decoder on this device.
     public var fixtures: [String]
+    /// The line protocol, for `decoder: line` (present exactly then).
+    public var line: LineProtocolSpec?
 
-    enum CodingKeys: String, CodingKey { case id, name, transport, serial, ble, match, decoder, vitals, ranges, fixtures }
+    /// The decoder name of a protocol defined by the profile's `line:` section.
+    public static let lineDecoderName = "line"
+
+    enum CodingKeys: String, CodingKey { case id, name, transport, serial, ble, match, decoder, vitals, ranges, fixtures, line }
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
@@ -151,6 +157,34 @@ public struct DeviceProfile: Sendable, Hashable, Decodable {
         }
         self.ranges = ranges
         fixtures = try c.decodeIfPresent([String].self, forKey: .fixtures) ?? []
+        line = try c.decodeIfPresent(LineProtocolSpec.self, forKey: .line)
+        switch (self.decoder == Self.lineDecoderName, line) {
+        case (true, nil):
+            throw DecodingError.dataCorruptedError(forKey: .line, in: c, debugDescription: "decoder 'line' needs a line section")
+        case (false, _?):
+            throw DecodingError.dataCorruptedError(forKey: .line, in: c, debugDescription: "a line section needs decoder: line")
+        default: break
+        }
+        if let line {
+            for field in line.fields where !vitals.contains(field.vital) {
+                throw DecodingError.dataCorruptedError(
+                    forKey: .line, in: c, debugDescription: "the line protocol reads \(field.vital.key), which is not in vitals")
+            }
+        }
+    }
+
+    /// A fresh stream decoder for this profile: the compiled decoder it names, or its line
+    /// protocol. Nil for a BLE profile or a name this build does not have.
+    public func makeStreamDecoder() -> (any StreamDecoder)? {
+        if let line { return try? LineProtocolDecoder(spec: line) }
+        return makeDecoder(named: decoder)
+    }
+
+    /// The profile's USB-serial adapter ids as a serial link address
+    /// (`usb:0403:6001,067b:2303`), or nil when it names none.
+    public var usbAddress: String? {
+        guard let usb = match?.usb, !usb.isEmpty else { return nil }
+        return "usb:" + usb.map { "\($0.vendor):\($0.product)" }.joined(separator: ",")
     }
 
     /// Whether a value is within the profile's plausible range (true when none is given).

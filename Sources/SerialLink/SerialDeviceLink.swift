@@ -1,3 +1,4 @@
+public import DeviceDecoding
 import Glibc
 
 /// Capped exponential back-off with jitter, for reopening a device that is not there.
@@ -71,6 +72,8 @@ public struct SerialDeviceLink: Sendable {
 
     /// Finds adapters named by USB ids (`usb:VVVV:PPPP[:serial]` paths).
     public var locator = USBSerialLocator()
+    /// What to send for the device to stream (a start command, a keep-alive), if anything.
+    public var session: StreamSession?
 
     /// - Parameters:
     ///   - path: the device path; symlinks (such as /dev/serial/by-id/…) are resolved at
@@ -104,6 +107,33 @@ public struct SerialDeviceLink: Sendable {
             }
             backoff.reset()
             onState(.open(path: path, device: device))
+            // A device that streams only when asked: start it, and keep it going while open.
+            var keepAlive: Task<Void, Never>?
+            var writer: SerialWriter?
+            if let session {
+                do {
+                    let w = try port.writer()
+                    try w.write(session.opening)
+                    writer = w
+                    if let bytes = session.keepAlive {
+                        let interval = session.keepAliveInterval
+                        keepAlive = Task {
+                            while !Task.isCancelled {
+                                do { try await Task.sleep(for: interval) } catch { return }
+                                do throws(SerialError) { try w.write(bytes) } catch { return }
+                            }
+                        }
+                    }
+                } catch {
+                    port.close()
+                    guard await pause(reason: error.reason, backoff: &backoff) else { return }
+                    continue
+                }
+            }
+            defer {
+                keepAlive?.cancel()
+                writer?.close()
+            }
             do {
                 for try await chunk in port.chunks() {
                     try await consume(chunk)

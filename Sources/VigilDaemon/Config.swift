@@ -132,6 +132,11 @@ struct VigilConfig: Decodable, Sendable {
         var patient: PatientID
         /// The zone the device's clock is set in, seconds east of UTC.
         var clockUTCOffsetSeconds: Int
+        /// For a meter that is downloaded rather than listened to: how often to ask.
+        var downloadIntervalSeconds: Int64
+
+        /// `port: usb`: the USB-serial adapter the device's profile names (`match: usb:`).
+        static let profileUSBPort = "usb"
 
         /// How the gateway reaches the device: a serial port, or a Bluetooth LE address
         /// reached over the kernel's L2CAP ATT channel or, for tests and the demo, over a Unix
@@ -160,6 +165,7 @@ struct VigilConfig: Decodable, Sendable {
         enum CodingKeys: String, CodingKey {
             case id, profile, port, address, transport, patient
             case clockUTCOffset = "clock_utc_offset"
+            case downloadInterval = "download_interval_seconds"
         }
 
         init(from decoder: any Decoder) throws {
@@ -176,10 +182,11 @@ struct VigilConfig: Decodable, Sendable {
             let transport = try c.decodeIfPresent(String.self, forKey: .transport)
             switch (port, address) {
             case (let port?, nil):
-                guard port.hasPrefix("/") || (port.hasPrefix("usb:") && USBSerialID(parsing: port.dropFirst(4)) != nil) else {
+                guard port.hasPrefix("/") || port == Self.profileUSBPort
+                        || (port.hasPrefix("usb:") && USBSerialID(parsing: port.dropFirst(4)) != nil) else {
                     throw DecodingError.dataCorruptedError(
                         forKey: .port, in: c,
-                        debugDescription: "must be an absolute path such as /dev/serial/by-id/…, or usb:VVVV:PPPP[:SERIAL] (USB vendor and product ids, as lsusb prints them)")
+                        debugDescription: "must be an absolute path such as /dev/serial/by-id/…, usb:VVVV:PPPP[:SERIAL] (USB vendor and product ids, as lsusb prints them), or usb (the adapter the profile names)")
                 }
                 if transport != nil {
                     throw DecodingError.dataCorruptedError(
@@ -221,6 +228,10 @@ struct VigilConfig: Decodable, Sendable {
                     forKey: .clockUTCOffset, in: c, debugDescription: "must look like +01:00, -05:30 or Z")
             }
             clockUTCOffsetSeconds = seconds
+            downloadIntervalSeconds = try c.decodeIfPresent(Int64.self, forKey: .downloadInterval) ?? 300
+            guard (10...86_400).contains(downloadIntervalSeconds) else {
+                throw DecodingError.dataCorruptedError(forKey: .downloadInterval, in: c, debugDescription: "must be between 10 and 86400 seconds")
+            }
         }
 
         /// `AA:BB:CC:DD:EE:FF` (either case) → upper case; nil for anything else.

@@ -26,13 +26,21 @@ struct DevicePipeline: Service {
     let logger: Logger
 
     func run() async throws {
-        guard let decoder = makeDecoder(named: profile.decoder), let serial = profile.serial, let port = device.port else { return }
+        guard let serial = profile.serial, let configured = device.port,
+              let decoder = profile.makeStreamDecoder() else { return }
+        // `port: usb` means the adapter the profile's match names, found in sysfs.
+        guard let port = configured == VigilConfig.DeviceEntry.profileUSBPort ? profile.usbAddress : configured else { return }
         let settings = SerialSettings(
             baud: serial.baud, dataBits: serial.dataBits,
             parity: SerialSettings.Parity(rawValue: serial.parity.rawValue) ?? .none, stopBits: serial.stopBits)
+        if makeCommandProtocol(named: profile.decoder) != nil {
+            try await runDownloads(port: port, settings: settings, decoder: decoder)
+            return
+        }
         // Link states arrive on the link's task; an ordered stream carries them to the board.
         let (states, stateSink) = AsyncStream<SerialDeviceLink.State>.makeStream()
-        let link = SerialDeviceLink(path: port, settings: settings, onState: { stateSink.yield($0) })
+        var link = SerialDeviceLink(path: port, settings: settings, onState: { stateSink.yield($0) })
+        link.session = makeStreamSession(named: profile.decoder)
         let (board, id) = (self.board, device.id)
         async let boardUpdates: Void = {
             for await state in states {
@@ -45,7 +53,7 @@ struct DevicePipeline: Service {
             }
         }()
         // Stop reading on SIGTERM; a commit already under way completes first.
-        try? await cancelWhenGracefulShutdown { [self] in
+        try? await cancelWhenGracefulShutdown { [self, link] in
             var ingest = Ingest(pipeline: self, decoder: decoder)
             try await link.run { chunk in
                 await ingest.handle(chunk.bytes, receivedAt: chunk.receivedAt)
@@ -53,6 +61,34 @@ struct DevicePipeline: Service {
         }
         stateSink.finish()
         await boardUpdates
+    }
+
+    /// A meter that answers only when asked: download its memory when it is plugged in, then
+    /// again every `downloadInterval`. Each download's results go through the same commit
+    /// path as streamed readings as they arrive; records already stored keep their IDs (the
+    /// meters' own record times), so a repeated download adds nothing twice.
+    func runDownloads(port: String, settings: SerialSettings, decoder: any StreamDecoder) async throws {
+        let id = device.id
+        let interval = Duration.seconds(device.downloadIntervalSeconds)
+        try? await cancelWhenGracefulShutdown { [self] in
+            var ingest = Ingest(pipeline: self, decoder: decoder)
+            while !Task.isCancelled {
+                guard var proto = makeCommandProtocol(named: profile.decoder) else { return }
+                await board.setState(id, "downloading", reason: nil)
+                let downloader = MeterDownloader(path: port, settings: settings)
+                do {
+                    let attempts = try await downloader.download(&proto) { results in
+                        await ingest.process(results, bytes: 0, receivedAt: realtimeNow())
+                    }
+                    await board.setState(id, "idle", reason: "downloaded in \(attempts) attempt\(attempts == 1 ? "" : "s"); next download in \(interval)")
+                } catch let error as MeterDownloadError {
+                    await board.setState(id, "unavailable", reason: "\(error.reason); next download in \(interval)")
+                } catch {
+                    return
+                }
+                do { try await Task.sleep(for: interval) } catch { return }
+            }
+        }
     }
 
     /// The per-chunk work, with the decoder's framing state.
@@ -67,7 +103,7 @@ struct DevicePipeline: Service {
             await process(results, bytes: bytes.count, receivedAt: receivedAt)
         }
 
-        private mutating func process(_ results: [DecodeResult], bytes: Int, receivedAt: Timestamp) async {
+        mutating func process(_ results: [DecodeResult], bytes: Int, receivedAt: Timestamp) async {
             let p = pipeline
             // 2. Give each sample its identity; refuse implausible values.
             var readings: [Reading] = []

@@ -122,7 +122,7 @@ struct DaemonSetup: Sendable {
                 throw SetupError(description: "\(path): id is '\(profile.id)' but the file is named for '\(device.profile)'")
             }
             // A BLE profile's decoder is always the GATT decoder (the profile refuses anything else).
-            guard profile.transport == .ble || makeDecoder(named: profile.decoder) != nil else {
+            guard profile.transport == .ble || profile.makeStreamDecoder() != nil else {
                 throw SetupError(description: "\(path): decoder '\(profile.decoder)' is not built into this vigild")
             }
             profiles[device.profile] = profile
@@ -132,7 +132,11 @@ struct DaemonSetup: Sendable {
         for device in config.devices {
             guard let profile = profiles[device.profile] else { continue }
             switch (profile.transport, device.link) {
-            case (.serial, .serial), (.ble, .ble): break
+            case (.serial, .serial(let path)):
+                if path == VigilConfig.DeviceEntry.profileUSBPort, profile.usbAddress == nil {
+                    throw SetupError(description: "device \(device.id): port: usb, but profile '\(profile.id)' names no USB adapter (match: usb:)")
+                }
+            case (.ble, .ble): break
             case (.serial, .ble):
                 throw SetupError(description: "device \(device.id): profile '\(profile.id)' is a serial device; give it port:, not address:")
             case (.ble, .serial):
