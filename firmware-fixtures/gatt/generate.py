@@ -51,9 +51,12 @@ def crc_mcrf4xx(data):
 
 def cgm_record(flags, glucose_m, glucose_e, offset, warn=None, caltemp=None, status=None, trend=None, quality=None, crc=False):
     body = u8(flags) + sf(glucose_m, glucose_e) + u16(offset)
-    if flags & 0x20: body += u8(warn)
-    if flags & 0x40: body += u8(caltemp)
+    # Sensor Status Annunciation is one field, least significant octet first, only the
+    # present octets: Status (bits 0-7), Cal/Temp (8-15), Warning (16-23). SIG definition
+    # org.bluetooth.characteristic.cgm_measurement, CGMS 1.0.1 §3.2.1.5.
     if flags & 0x80: body += u8(status)
+    if flags & 0x40: body += u8(caltemp)
+    if flags & 0x20: body += u8(warn)
     if flags & 0x01: body += sf(*trend)
     if flags & 0x02: body += sf(*quality)
     rec = u8(len(body) + 1 + (2 if crc else 0)) + body
