@@ -128,7 +128,8 @@ public struct GATTDetail: Hashable, Sendable {
 public struct GATTDeviceDecoder: Sendable {
     public var options: GATTDecoderOptions
     /// Descriptive fields of the value last decoded (see `GATTDetail`); empty after an error.
-    /// A glucose measurement held for its context (`.incomplete`) names its `sequence` here;
+    /// A glucose measurement left waiting for its context names its `sequence` here (the event
+    /// is `.incomplete`, or `.measurement` of an earlier one it released);
     /// a special value names its field (`special_value`: `systolic_bp=NaN`).
     public private(set) var details: [GATTDetail] = []
     /// The descriptive fields of a glucose measurement that was waiting for its context and
