@@ -57,7 +57,7 @@ public struct QualityFlags: OptionSet, Hashable, Sendable, Codable, CustomString
     /// Flags that make a value unfit to raise an escalation by itself.
     public static let clinicallyUnreliable: QualityFlags = [
         .sensorOff, .lowPerfusion, .artifact, .searching, .sensorFault, .bodyMovement, .cuffFit,
-        .irregularPulse, .lowSignal,
+        .irregularPulse, .lowSignal, .position,
         // Appended with the GATT decoders (CLINICAL.md §5.2: questionable readings never fire
         // threshold alerts on their own; demo/test/control-solution values are no patient's).
         .notPatientData, .questionableMeasurement, .invalidMeasurement,

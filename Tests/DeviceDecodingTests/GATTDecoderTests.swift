@@ -391,9 +391,8 @@ import VitalSigns
         #expect(GATTCurrentTime.encode(CivilDateTime(year: 2024, month: 2, day: 29, hour: 0, minute: 0, second: 0))[7] == 4)
         #expect(GATTCurrentTime.encode(CivilDateTime(year: 1969, month: 12, day: 28, hour: 0, minute: 0, second: 0))[7] == 7)
         #expect(try d.decode(.dateTime, Array(bytes.prefix(7))) == .deviceTime(CivilDateTime(year: 2026, month: 11, day: 25, hour: 14, minute: 30, second: 5)))
-        // An unknown date (zeros) is kept as sent: not valid, so readings get flagged later.
-        guard case .deviceTime(let zero) = try d.decode(.dateTime, [0, 0, 0, 0, 0, 0, 0]) else { return }
-        #expect(!zero.isValid)
+        // An unknown date (zeros, GSS §3.70) names no instant: the clock is reported as not set.
+        #expect(try d.decode(.dateTime, [0, 0, 0, 0, 0, 0, 0]) == .deviceTime(nil))
     }
 
     @Test func batteryLevelAboveOneHundredIsReserved() throws {

@@ -153,9 +153,12 @@ enum GATTCorpus {
         p.u8(flags)
         p.sfloat(glucose, 0)
         p.u16(offset)
-        if flags & 0x20 != 0 { p.u8(annunciation.0) }
-        if flags & 0x40 != 0 { p.u8(annunciation.1) }
+        // `annunciation` is (Warning, Cal/Temp, Status); on the air the field goes least
+        // significant octet first, only the present ones: Status, Cal/Temp, Warning
+        // (org.bluetooth.characteristic.cgm_measurement, CGMS 1.0.1 §3.2.1.5).
         if flags & 0x80 != 0 { p.u8(annunciation.2) }
+        if flags & 0x40 != 0 { p.u8(annunciation.1) }
+        if flags & 0x20 != 0 { p.u8(annunciation.0) }
         if flags & 0x01 != 0 { p.sfloat(-15, -1) }
         if flags & 0x02 != 0 { p.sfloat(98, 0) }
         p.bytes[0] = UInt8(p.bytes.count + (crc ? 2 : 0))

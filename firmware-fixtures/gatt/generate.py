@@ -51,9 +51,12 @@ def crc_mcrf4xx(data):
 
 def cgm_record(flags, glucose_m, glucose_e, offset, warn=None, caltemp=None, status=None, trend=None, quality=None, crc=False):
     body = u8(flags) + sf(glucose_m, glucose_e) + u16(offset)
-    if flags & 0x20: body += u8(warn)
-    if flags & 0x40: body += u8(caltemp)
+    # Sensor Status Annunciation is one field, least significant octet first, only the
+    # present octets: Status (bits 0-7), Cal/Temp (8-15), Warning (16-23). SIG definition
+    # org.bluetooth.characteristic.cgm_measurement, CGMS 1.0.1 §3.2.1.5.
     if flags & 0x80: body += u8(status)
+    if flags & 0x40: body += u8(caltemp)
+    if flags & 0x20: body += u8(warn)
     if flags & 0x01: body += sf(*trend)
     if flags & 0x02: body += sf(*quality)
     rec = u8(len(body) + 1 + (2 if crc else 0)) + body
@@ -186,6 +189,20 @@ case(gl, "2A34", u8(0x02) + u16(46) + u8(1), [{"error": "outOfSequence: no gluco
      "a context nobody announced")
 case(gl, "2A18", u8(0x0A) + u16(47) + dt(2026, 11, 25, 19, 0, 0) + sf(0x7FF) + u8(0x11) + u16(0x0004),
      [{"event": "no_reading"}], "sample size insufficient, no value")
+case(gl, "2A18", u8(0x12) + u16(48) + dt(2026, 11, 25, 20, 0, 0) + sf(120, -5) + u8(0x11),
+     [{"event": "incomplete", "details": {"sequence": "48"}}], "context follows")
+case(gl, "2A18", u8(0x12) + u16(49) + dt(2026, 11, 25, 20, 5, 0) + sf(130, -5) + u8(0x24),
+     [dict(reading("blood_glucose", 120, "mg/dL", iso(2026, 11, 25, 20, 0, 0), sequence=48,
+                   details={"sample_type": "capillary_whole_blood", "sample_location": "finger"}), _previous=True)],
+     "context follows again: 48 released without its context, with its own details; 49 held")
+case(gl, "2A34", u8(0x02) + u16(49) + u8(1),
+     [dict(reading("blood_glucose", 130, "mg/dL", iso(2026, 11, 25, 20, 5, 0), sequence=49,
+                   details={"sample_type": "venous_plasma", "sample_location": "alternate_site_test",
+                            "meal": "preprandial"}), _previous=True)],
+     "49's context: 49 printed under its own value")
+case(gl, "2A18", u8(0x02) + u16(50) + dt(0, 11, 25, 7, 0, 0) + sf(99, -5) + u8(0x11),
+     [reading("blood_glucose", 99, "mg/dL", None, ["device_clock_unreliable"], 50)],
+     "year 0: date not known (GSS 3.70), no device time")
 
 # --- CGM Measurement 0x2AA7 (CGMS 1.0.1 §3.2)
 cgm = "cgm-measurement"
@@ -209,6 +226,9 @@ case(misc, "2A52", b"\x06\x00\x01\x06", [{"event": "racp", "request_op_code": 1,
 case(misc, "2A52", b"\x01\x01", [{"error": "invalidField: field Operator: not Null in a response"}], "a request is not a response")
 case(misc, "2A2B", dt(*T) + b"\x03\x40\x01", [{"event": "device_time", "measured_at": AT, "millisecond": 250}])
 case(misc, "2A08", dt(*T), [{"event": "device_time", "measured_at": AT}])
+case(misc, "2A2B", dt(2026, 0, 25, 8, 15, 30) + b"\x03\x40\x01",
+     [{"event": "device_time", "measured_at": None, "flags": ["device_clock_unreliable"]}],
+     "month 0: date not known (GSS 3.70), the clock is not set")
 case(misc, "2A19", b"\x4b", [{"event": "battery", "value": 75, "unit": "%"}])
 case(misc, "2A19", b"\x65", [{"error": "invalidField: field Battery Level: above 100 %"}])
 case(misc, "2A37", b"\x06\x48", [reading("heart_rate", 72, "/min")])

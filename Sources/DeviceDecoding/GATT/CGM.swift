@@ -7,9 +7,18 @@ import VitalSigns
 /// Trend Information present, bit 1 CGM Quality present, bits 2–4 reserved, bit 5 Sensor
 /// Status Annunciation Warning-Octet present, bit 6 Cal/Temp-Octet present, bit 7
 /// Status-Octet present), CGM Glucose Concentration (SFLOAT, mg/dL), Time Offset (uint16,
-/// minutes since the session start), the annunciation octets present in the order Warning,
-/// Cal/Temp, Status (as the Nordic reference collector reads them), Trend (SFLOAT,
+/// minutes since the session start), Sensor Status Annunciation (only its present octets,
+/// least significant first: Status, then Cal/Temp, then Warning), Trend (SFLOAT,
 /// mg/dL/min), Quality (SFLOAT, %), E2E-CRC (uint16) when the CGM Feature says so.
+///
+/// Annunciation order: the SIG's characteristic definition (org.bluetooth.characteristic.
+/// cgm_measurement; CGMS 1.0.1 §3.2.1.5) makes Sensor Status Annunciation one field of up to
+/// three octets, bits 0–7 Status, 8–15 Cal/Temp, 16–23 Warning, fields "in the order of LSO
+/// to MSO", "only the affected octet(s) shall be added"; CGM Status (0x2AA9) carries the same
+/// structure, always three octets. Wireshark's btatt dissector and the UHN (ehealthinnovation)
+/// collector read it that way. Nordic's Android-BLE-Common-Library and Cypress's PSoC CGMS
+/// example read/write Warning first; that contradicts the field definition (it follows the
+/// flag bit numbering, 0x20 Warning … 0x80 Status, not the bit positions of the field).
 ///
 /// E2E-CRC: CRC-CCITT, polynomial x^16 + x^12 + x^5 + 1, bits processed least significant
 /// first, seed 0xFFFF, no final XOR (CGMS §3.10 "E2E-CRC"), over the record minus the CRC.
@@ -67,9 +76,10 @@ enum CGMMeasurement {
         let glucose = try r.sfloat("CGM Glucose Concentration")
         let offset = try r.uint16("Time Offset")
         var annunciation: UInt32 = 0
-        if flags & 0x20 != 0 { annunciation |= UInt32(try r.uint8("Sensor Status Annunciation Warning")) << 16 }
-        if flags & 0x40 != 0 { annunciation |= UInt32(try r.uint8("Sensor Status Annunciation Cal/Temp")) << 8 }
+        // One field, least significant octet first, only the present octets (see above).
         if flags & 0x80 != 0 { annunciation |= UInt32(try r.uint8("Sensor Status Annunciation Status")) }
+        if flags & 0x40 != 0 { annunciation |= UInt32(try r.uint8("Sensor Status Annunciation Cal/Temp")) << 8 }
+        if flags & 0x20 != 0 { annunciation |= UInt32(try r.uint8("Sensor Status Annunciation Warning")) << 16 }
         let trend = flags & 0x01 != 0 ? try r.sfloat("CGM Trend Information") : nil
         let quality = flags & 0x02 != 0 ? try r.sfloat("CGM Quality") : nil
         if hasCRC { _ = try r.uint16("E2E-CRC") }

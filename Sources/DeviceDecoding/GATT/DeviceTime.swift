@@ -32,6 +32,11 @@ public enum GATTCurrentTime {
 }
 
 enum DeviceTime {
+    /// `t`, or nil when its date is "not known" (a 0 year, month or day, GSS §3.70) or
+    /// impossible: such a clock names no instant, and printing it (0000-04-05T…) would look
+    /// like a time.
+    static func known(_ t: CivilDateTime) -> CivilDateTime? { t.isValid ? t : nil }
+
     static func decodeCurrentTime(_ value: [UInt8]) throws(GATTDecodeError) -> CivilDateTime {
         var r = GATTReader(value, .currentTime)
         var t = try r.dateTime("Date Time")

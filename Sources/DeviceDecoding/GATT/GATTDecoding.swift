@@ -88,8 +88,11 @@ public enum GATTEvent: Hashable, Sendable {
     case incomplete
     /// Battery Level, in percent (0–100).
     case batteryLevel(Int)
-    /// The device's clock (Current Time or Date Time characteristic), in its own zone.
-    case deviceTime(CivilDateTime)
+    /// The device's clock (Current Time or Date Time characteristic), in its own zone; nil
+    /// when the device says its date is not known (year, month or day 0: GATT Specification
+    /// Supplement §3.70) or sends an impossible one (`CivilDateTime.isValid` false): its clock
+    /// is not set and needs a Current Time write.
+    case deviceTime(CivilDateTime?)
     /// A Record Access Control Point indication (0x2A52): the answer to a request Vigil wrote.
     case racp(RACPResponse)
 }
@@ -125,9 +128,18 @@ public struct GATTDetail: Hashable, Sendable {
 public struct GATTDeviceDecoder: Sendable {
     public var options: GATTDecoderOptions
     /// Descriptive fields of the value last decoded (see `GATTDetail`); empty after an error.
-    /// A glucose measurement held for its context (`.incomplete`) names its `sequence` here;
+    /// A glucose measurement left waiting for its context names its `sequence` here (the event
+    /// is `.incomplete`, or `.measurement` of an earlier one it released);
     /// a special value names its field (`special_value`: `systolic_bp=NaN`).
     public private(set) var details: [GATTDetail] = []
+    /// The descriptive fields of a glucose measurement that was waiting for its context and
+    /// that the last value released without it (the next measurement came first); nil when
+    /// the last value released none. Its samples, in the `.measurement` event, belong with
+    /// these, not with `details` (which describe the value just decoded).
+    public internal(set) var releasedDetails: [GATTDetail]?
+    /// The descriptive fields of the glucose measurement waiting for its context (sample type
+    /// and location…), or nil when none waits: what `finish()` releases it with.
+    public var heldDetails: [GATTDetail]? { pendingGlucose?.details }
     /// A glucose measurement whose context (0x2A34) was announced and has not arrived.
     var pendingGlucose: GlucosePending?
     /// The first part of a multi-packet Body Composition Measurement.
@@ -139,6 +151,7 @@ public struct GATTDeviceDecoder: Sendable {
     /// Decodes one value received from `characteristic`.
     public mutating func decode(_ characteristic: GATTCharacteristic, _ value: [UInt8]) throws(GATTDecodeError) -> GATTEvent {
         details = []
+        releasedDetails = nil
         var out = GATTOutput()
         let event: GATTEvent
         switch characteristic {
@@ -156,8 +169,8 @@ public struct GATTDeviceDecoder: Sendable {
         case .glucoseMeasurementContext: event = try decodeGlucoseContext(value, &out)
         case .cgmMeasurement: event = try CGMMeasurement.decode(value, crcPresent: options.cgmCRCPresent, &out)
         case .recordAccessControlPoint: event = .racp(try RACPResponse(decoding: value))
-        case .currentTime: event = .deviceTime(try DeviceTime.decodeCurrentTime(value))
-        case .dateTime: event = .deviceTime(try DeviceTime.decodeDateTime(value))
+        case .currentTime: event = .deviceTime(DeviceTime.known(try DeviceTime.decodeCurrentTime(value)))
+        case .dateTime: event = .deviceTime(DeviceTime.known(try DeviceTime.decodeDateTime(value)))
         default:
             throw GATTDecodeError(.unsupportedCharacteristic, characteristic, "no decoder for this characteristic")
         }
@@ -246,8 +259,9 @@ struct GATTReader {
 
     /// Date Time (GATT Specification Supplement §3.70): year uint16 (1582–9999, 0 unknown),
     /// month, day (0 unknown), hours, minutes, seconds. Out-of-range values are kept as
-    /// sent: `CivilDateTime.isValid` is false, and the reading is stamped with the receive
-    /// time and flagged `device_clock_unreliable` (`Reading.init(sample:…)`).
+    /// sent (`CivilDateTime.isValid` false); `GATTOutput.stamped` then gives the samples no
+    /// device time and the `device_clock_unreliable` flag, and Current Time reports the
+    /// time as not known.
     mutating func dateTime(_ field: String) throws(GATTDecodeError) -> CivilDateTime {
         guard remaining >= 7 else { throw truncated(field) }
         let year = try uint16(field)

@@ -17,25 +17,44 @@ public struct GATTBatchRenderer: Sendable {
 
     public init(numbered: Bool) { self.numbered = numbered }
 
-    /// The lines for what payload `line` decoded to.
-    public mutating func render(_ event: GATTEvent, details: [GATTDetail], line: Int) -> [JSONValue] {
+    /// The lines for what payload `line` decoded to. `released` is
+    /// `GATTDeviceDecoder.releasedDetails`: the details of a held glucose measurement this
+    /// value released without its context, printed with that measurement's readings.
+    public mutating func render(_ event: GATTEvent, details: [GATTDetail], released: [GATTDetail]? = nil,
+                                line: Int) -> [JSONValue] {
+        // A glucose measurement left waiting for its context names its sequence number: it
+        // came from this value, whatever the event (`.incomplete`, or `.measurement` of an
+        // earlier measurement this one released). Recorded after the samples are placed, so a
+        // repeated sequence number attributes the released one to its own value.
+        defer {
+            if let seq = details.first(where: { $0.name == "sequence" }).flatMap({ UInt64($0.value) }) {
+                heldGlucose[seq] = line
+            }
+        }
         switch event {
         case .measurement(let samples):
             if samples.isEmpty { return [object(line, [("event", .string("no_reading"))] + detailsMember(details))] }
-            return samples.map { s in sample(s, details: details, event: nil, line: origin(of: s, default: line)) }
+            return samples.map { s in
+                if let held = heldOrigin(of: s) {
+                    return sample(s, details: released ?? details, event: nil, line: held)
+                }
+                return sample(s, details: details, event: nil, line: line)
+            }
         case .intermediate(let samples):
             if samples.isEmpty { return [object(line, [("event", .string("intermediate"))] + detailsMember(details))] }
             return samples.map { sample($0, details: details, event: "intermediate", line: line) }
         case .incomplete:
-            if let seq = details.first(where: { $0.name == "sequence" }).flatMap({ UInt64($0.value) }) {
-                heldGlucose[seq] = line
-            }
             return [object(line, [("event", .string("incomplete"))] + detailsMember(details))]
         case .batteryLevel(let level):
             return [object(line, [("event", .string("battery")), ("value", .int(Int64(level))), ("unit", .string("%"))])]
-        case .deviceTime(let t):
+        case .deviceTime(let t?):
             return [object(line, [("event", .string("device_time")), ("measured_at", Self.civil(t)),
                                   ("millisecond", .int(Int64(t.millisecond)))])]
+        case .deviceTime(nil):
+            // The device's date is "not known" or impossible: say so rather than print it.
+            return [object(line, [("event", .string("device_time")), ("measured_at", .null),
+                                  ("flags", .array([.string("device_clock_unreliable")])),
+                                  ("details", .object([("device_clock", .string("not set: date not known or not a valid date"))]))])]
         case .racp(.numberOfRecords(let n)):
             return [object(line, [("event", .string("racp")), ("number_of_records", .int(Int64(n)))])]
         case .racp(.responseCode(let request, let code)):
@@ -49,16 +68,21 @@ public struct GATTBatchRenderer: Sendable {
         object(line, [("error", .string(error.code.rawValue + ": " + error.message))])
     }
 
-    /// The lines for samples released by `GATTDeviceDecoder.finish()` after the last value.
-    public mutating func finished(_ samples: [VitalSample], line: Int) -> [JSONValue] {
-        samples.map { sample($0, details: [], event: nil, line: origin(of: $0, default: line)) }
+    /// The lines for samples released by `GATTDeviceDecoder.finish()` after the last value;
+    /// `held` is `GATTDeviceDecoder.heldDetails` read before `finish()`: the waiting glucose
+    /// measurement's own details.
+    public mutating func finished(_ samples: [VitalSample], held: [GATTDetail]? = nil, line: Int) -> [JSONValue] {
+        samples.map { s in
+            if let origin = heldOrigin(of: s) { return sample(s, details: held ?? [], event: nil, line: origin) }
+            return sample(s, details: [], event: nil, line: line)
+        }
     }
 
-    mutating func origin(of s: VitalSample, default line: Int) -> Int {
+    /// The payload a released glucose reading was held from, or nil for any other reading.
+    mutating func heldOrigin(of s: VitalSample) -> Int? {
         // Only the held measurement's own readings; an HbA1c belongs to the context's payload.
-        guard s.vital == .bloodGlucose || s.vital == .interstitialGlucose,
-              let seq = s.sequence, let held = heldGlucose.removeValue(forKey: seq) else { return line }
-        return held
+        guard s.vital == .bloodGlucose || s.vital == .interstitialGlucose, let seq = s.sequence else { return nil }
+        return heldGlucose.removeValue(forKey: seq)
     }
 
     func sample(_ s: VitalSample, details: [GATTDetail], event: String?, line: Int) -> JSONValue {
@@ -150,17 +174,19 @@ public enum GATTBatch {
                 let event = try decoder.decode(c, bytes)
                 if case .measurement(let s) = event { summary.readings += s.count }
                 if render {
-                    for l in renderer.render(event, details: decoder.details, line: lineNumber) { emit(l) }
+                    for l in renderer.render(event, details: decoder.details, released: decoder.releasedDetails,
+                                             line: lineNumber) { emit(l) }
                 }
             } catch {
                 if render { emit(renderer.error(error, line: lineNumber)) }
                 summary.errors += 1
             }
         }
+        let held = decoder.heldDetails
         let rest = decoder.finish()
         summary.readings += rest.count
         if render {
-            for l in renderer.finished(rest, line: lineNumber) { emit(l) }
+            for l in renderer.finished(rest, held: held, line: lineNumber) { emit(l) }
         }
         return summary
     }

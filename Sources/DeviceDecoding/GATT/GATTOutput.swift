@@ -36,10 +36,19 @@ struct GATTOutput {
         detail("special_value", field + "=" + what)
     }
 
-    /// Stamps every sample with the measurement's time, sequence and flags.
+    /// Stamps every sample with the measurement's time, sequence and flags. A device time
+    /// whose date is "not known" (year, month or day 0: GATT Specification Supplement §3.70)
+    /// or impossible (`CivilDateTime.isValid` false: 2026-02-30, 25:00) names no instant: the
+    /// samples get no `deviceTime` and the `device_clock_unreliable` flag, so the gateway
+    /// stamps them with the receive time and says so (CLINICAL.md §5.2).
     func stamped(time: CivilDateTime?, sequence: UInt64?, flags: QualityFlags) -> [VitalSample] {
         var all = flags
         if droppedSpecial { all.insert(.specialValue) }
+        var time = time
+        if let t = time, !t.isValid {
+            time = nil
+            all.insert(.deviceClockUnreliable)
+        }
         return samples.map { s in
             var s = s
             s.deviceTime = time

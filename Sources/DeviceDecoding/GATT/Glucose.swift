@@ -143,11 +143,16 @@ enum GlucoseMeasurement {
 extension GATTDeviceDecoder {
     mutating func decodeGlucose(_ value: [UInt8], _ out: inout GATTOutput) throws(GATTDecodeError) -> GATTEvent {
         let decoded = try GlucoseMeasurement.decode(value, &out)
-        // A measurement still waiting means its context never came: release it as it is.
+        // A measurement still waiting means its context never came: release it as it is,
+        // with its own details (`releasedDetails`), not this value's.
         let earlier = pendingGlucose?.samples ?? []
+        if let held = pendingGlucose, !held.samples.isEmpty { releasedDetails = held.details }
         pendingGlucose = nil
         if decoded.contextFollows {
             pendingGlucose = decoded.pending
+            // Names the measurement now held, whatever this value's event is (`.incomplete`,
+            // or `.measurement` of an earlier one it released), so the renderer can attribute
+            // it to this value when its context releases it.
             out.detail("sequence", String(decoded.pending.sequence))
             return earlier.isEmpty ? .incomplete : .measurement(earlier)
         }
