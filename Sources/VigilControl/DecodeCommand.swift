@@ -121,7 +121,9 @@ struct Decode: ParsableCommand {
                 var renderer = GATTBatchRenderer(numbered: false)
                 var out = LineWriter()
                 out.write(renderer.render(event, details: decoder.details, line: 0))
-                out.write(renderer.finished(decoder.finish(), line: 0))
+                // A glucose measurement held for a context that never came prints with its own details.
+                let held = decoder.heldDetails
+                out.write(renderer.finished(decoder.finish(), held: held, line: 0))
                 out.flush()
             } catch {
                 printError("\(error.description)")

@@ -468,9 +468,10 @@ actor ValueConsumer {
         case .racp:
             // The GATT client answers its own RACP procedure; a stray response is not a reading.
             confirm(value)
-        case .deviceTime(let civil):
+        case .deviceTime(let time):
             confirm(value)
-            if civil.isValid {
+            // nil: the device says its clock is not set (a date "not known").
+            if let civil = time, civil.isValid {
                 let offset = civil.timestamp(utcOffsetSeconds: s.zoneOffsetSeconds).milliseconds(since: value.receivedAt)
                 await s.board.setClockOffset(s.device.id, Double(offset) / 1000)
             }
