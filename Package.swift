@@ -80,7 +80,7 @@ let package = Package(
         .testTarget(name: "SerialLinkTests", dependencies: ["SerialLink", "VigilTestKit", "DeviceDecoding", "DeviceProfiles", "StrictYAML"]),
         .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VigilTestKit", "VitalSigns"]),
         .testTarget(name: "BluetoothLinkTests", dependencies: ["BluetoothLink", "VigilTestKit", "DeviceDecoding", "VitalSigns"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["VigilTestKit", "VitalSigns", "Uplink", "SerialLink", "BluetoothLink"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VigilTestKit", "VitalSigns", "Uplink", "SerialLink", "BluetoothLink", "DeviceDecoding"]),
     ]
 )
 

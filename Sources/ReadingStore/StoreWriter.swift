@@ -318,6 +318,20 @@ final class StoreWriter: @unchecked Sendable {
     /// schema). Only that conflict is ignored (ON CONFLICT … DO NOTHING, unlike INSERT OR
     /// IGNORE, does not also swallow NOT NULL or CHECK failures).
     private func insert(_ r: Reading) throws(StoreError) -> Bool {
+        // A stored record whose clock the gateway did not believe is stamped with its receive
+        // time, so the unique key above cannot see it arrive again (a repeated meter download,
+        // an indication re-sent after a crash). Its ID comes from what the device said, so
+        // look for the ID itself. Rare rows, and only this device's: the scan is short.
+        if r.flags.contains(.deviceClockUnreliable), r.sequence != nil {
+            var seen = false
+            try db.withStatement("SELECT 1 FROM readings WHERE device = ? AND reading_id = ? LIMIT 1",
+                                 operation: "commit: find a re-sent record") { (s) throws(StoreError) in
+                try s.bind(1, r.device.rawValue)
+                try s.bind(2, r.id.rawValue)
+                seen = try s.step()
+            }
+            if seen { return false }
+        }
         try db.withStatement("""
             INSERT INTO readings (reading_id, patient, device, vital, value, unit, measured_at, received_at, flags, sequence)
             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (device, measured_at, reading_id) DO NOTHING

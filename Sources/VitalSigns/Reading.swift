@@ -83,6 +83,9 @@ public struct Reading: Hashable, Sendable, Codable {
     public var flags: QualityFlags
     public var sequence: UInt64?
 
+    /// How old a stored record may be and still be believed: a meter holds months of results.
+    public static let maxStoredRecordAgeSeconds: Int64 = 400 * 86_400
+
     public init(id: ReadingID, patient: PatientID, device: DeviceID, vital: Vital, quantity: Quantity,
                 measuredAt: Timestamp, receivedAt: Timestamp, flags: QualityFlags, sequence: UInt64?) {
         self.id = id
@@ -101,24 +104,34 @@ public struct Reading: Hashable, Sendable, Codable {
     /// - Parameters:
     ///   - deviceUTCOffsetSeconds: the zone the device's clock is set in, seconds east of UTC.
     ///   - maxClockSkewSeconds: a device time further than this from `receivedAt` is not
-    ///     trusted; the reading is stamped with `receivedAt` and flagged.
+    ///     trusted; the reading is stamped with `receivedAt` and flagged. A stored record (one
+    ///     the device numbers: a meter's memory, a RACP back-fill, a trend dump) may be older,
+    ///     up to ``maxStoredRecordAgeSeconds``; it was measured when the device says.
+    ///
+    /// The ID comes from what the device said (its own valid time and record number), not
+    /// from whether the gateway believed the time: a record sent again — a repeated download,
+    /// an indication re-sent after a crash — gets the same ID however its clock was judged.
     public init(sample: VitalSample, device: DeviceID, patient: PatientID, receivedAt: Timestamp,
                 deviceUTCOffsetSeconds: Int = 0, maxClockSkewSeconds: Int64 = 86_400) {
         var flags = sample.flags
         var measuredAt = receivedAt
+        var deviceInstant: Timestamp?
         // A device with no clock (a streaming oximeter) measures "now": the receive time is
         // its time, and nothing is wrong with it. A device that sends a time we cannot
         // believe (invalid, or further than the skew limit) is flagged.
         if let civil = sample.deviceTime {
             let t = civil.timestamp(utcOffsetSeconds: deviceUTCOffsetSeconds)
-            if civil.isValid, abs(t.milliseconds(since: receivedAt)) <= maxClockSkewSeconds * 1000 {
+            let ahead = t.milliseconds(since: receivedAt)
+            let pastLimit = sample.sequence == nil ? maxClockSkewSeconds : max(maxClockSkewSeconds, Self.maxStoredRecordAgeSeconds)
+            if civil.isValid { deviceInstant = t }
+            if civil.isValid, ahead <= maxClockSkewSeconds * 1000, -ahead <= pastLimit * 1000 {
                 measuredAt = t
             } else {
                 flags.insert(.deviceClockUnreliable)
             }
         }
         self.init(
-            id: .derive(device: device, vital: sample.vital, measuredAt: measuredAt, sequence: sample.sequence,
+            id: .derive(device: device, vital: sample.vital, measuredAt: deviceInstant ?? measuredAt, sequence: sample.sequence,
                         arrival: receivedAt),
             patient: patient, device: device, vital: sample.vital, quantity: sample.quantity,
             measuredAt: measuredAt, receivedAt: receivedAt, flags: flags, sequence: sample.sequence)
