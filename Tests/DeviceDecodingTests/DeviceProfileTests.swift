@@ -131,4 +131,44 @@ import VitalSigns
             #expect(message.isEmpty || error.description.contains(message), "\(error)")
         }
     }
+
+    static let scale = """
+        id: shop-scale
+        name: A scale that prints WT,<kg>,kg lines
+        transport: serial
+        serial: {baud: 9600}
+        match:
+          usb: [{vendor: "10c4", product: "ea60"}]
+        decoder: line
+        vitals: [body_weight]
+        line:
+          separator: ","
+          require: '^WT'
+          fields: [{vital: body_weight, index: 1, unit: kg}]
+
+        """
+
+    @Test func aLineProtocolProfileDecodesItsLinesAndNamesItsAdapter() throws {
+        let profile = try YAMLDecoder().decode(DeviceProfile.self, from: Self.scale, fileName: "scale.yaml")
+        var decoder = try #require(profile.makeStreamDecoder())
+        let results = decoder.decode(Array("WT, 81.25,kg\r\n".utf8))
+        #expect(results == [.samples([VitalSample(vital: .bodyWeight, quantity: Quantity(81.25, "kg"), deviceTime: nil)])])
+        #expect(profile.usbAddress == "usb:10c4:ea60")
+    }
+
+    @Test(arguments: [
+        (Self.scale.replacing("decoder: line", with: "decoder: masimo-ascii1"), "line", "needs decoder: line"),
+        (Self.scale.split(separator: "\n").prefix(9).joined(separator: "\n") + "\n", "line", "needs a line section"),
+        (Self.scale.replacing("vitals: [body_weight]", with: "vitals: [spo2]"), "line", "not in vitals"),
+        (Self.scale.replacing("unit: kg", with: "unit: stone"), "line.fields[0].unit", "not a UCUM unit"),
+    ])
+    func aBadLineProfileIsRefusedNamingTheField(text: String, field: String, message: String) {
+        do {
+            _ = try YAMLDecoder().decode(DeviceProfile.self, from: text, fileName: "bad.yaml")
+            Issue.record("accepted an invalid profile")
+        } catch {
+            #expect(error.path == field, "\(error)")
+            #expect(error.description.contains(message), "\(error)")
+        }
+    }
 }
