@@ -36,8 +36,10 @@ func fail(_ message: String) -> Never {
 /// The fixtures that hold good frames only, per decoder.
 let inputs: [(String, [String])] = [
     ("masimo-ascii1", ["masimo-rad8/normal.capture", "masimo-rad8/desaturation.capture"]),
+    ("masimo-trend", ["masimo-trend/night.capture"]),
     ("nonin-sdf2", ["nonin/normal.capture", "nonin/artifact.capture"]),
     ("contec-cms50-legacy", ["contec/normal.capture"]),
+    ("contec-cms50-v7", ["contec-v7/normal.capture"]),
     ("onetouch-ultra2", ["onetouch-ultra2/normal.capture"]),
     ("onetouch-ultraeasy", ["onetouch-ultraeasy/normal.capture"]),
 ]
