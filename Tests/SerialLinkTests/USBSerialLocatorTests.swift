@@ -1,3 +1,4 @@
+import DeviceDecoding
 import Glibc
 import SerialLink
 import Testing
@@ -142,5 +143,55 @@ struct USBSerialLocatorTests {
         #expect(await log.next(from: c, within: .seconds(5)) { $0 == .bytes(Array("two\r\n".utf8)) } != nil)
         task.cancel()
         try await task.value
+    }
+}
+
+@Suite("A streaming device that must be asked: the link's start command and keep-alive")
+struct StreamSessionTests {
+    /// Reads what the link wrote to the device (the pty master) for a while.
+    static func readMaster(_ pty: PseudoTerminal, for window: Duration) async -> [UInt8] {
+        var got: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let clock = ContinuousClock()
+        let end = clock.now + window
+        while clock.now < end {
+            var p = pollfd(fd: pty.masterFD, events: Int16(POLLIN), revents: 0)
+            if poll(&p, 1, 0) > 0, p.revents & Int16(POLLIN) != 0 {
+                let n = buffer.withUnsafeMutableBytes { read(pty.masterFD, $0.baseAddress, $0.count) }
+                if n > 0 { got += buffer[0..<n] }
+            } else {
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        return got
+    }
+
+    @Test("the opening bytes go out when the port opens, then a keep-alive every interval until the link stops")
+    func openingAndKeepAlive() async throws {
+        let pty = try PseudoTerminal(holdSlaveOpen: true)
+        defer { pty.close() }
+        var link = SerialDeviceLink(path: pty.slavePath, settings: SerialSettings(baud: 115_200),
+                                    backoff: Backoff(initial: .milliseconds(20), maximum: .milliseconds(100))) { _ in }
+        link.session = StreamSession(opening: [0x7D, 0x81, 0xA1], keepAlive: [0x7D, 0x81, 0xAF], keepAliveInterval: .milliseconds(100))
+        let task = Task { [link] in try await link.run { _ in } }
+        let sent = await Self.readMaster(pty, for: .milliseconds(650))
+        task.cancel()
+        try await task.value
+        #expect(Array(sent.prefix(3)) == [0x7D, 0x81, 0xA1], "the start command first")
+        let keepAlives = (sent.count - 3) / 3
+        #expect(keepAlives >= 3 && keepAlives <= 7, "about one keep-alive per 100 ms in 650 ms: \(keepAlives)")
+        #expect(stride(from: 3, to: sent.count - 2, by: 3).allSatisfy { Array(sent[$0..<$0 + 3]) == [0x7D, 0x81, 0xAF] })
+        // Stopped: nothing more is sent.
+        let after = await Self.readMaster(pty, for: .milliseconds(300))
+        #expect(after.isEmpty, "no keep-alive after the link stopped")
+    }
+
+    @Test("the Contec V7 decoder's device is started with stop-storage then start-real-time and kept alive every 5 s")
+    func contecSession() throws {
+        let session = try #require(makeStreamSession(named: "contec-cms50-v7"))
+        #expect(session.opening == ContecV7RealtimeSession.openingBytes)
+        #expect(session.keepAlive == ContecV7RealtimeSession.keepAliveBytes)
+        #expect(session.keepAliveInterval == .seconds(5))
+        #expect(makeStreamSession(named: "nonin-sdf2") == nil, "a device that streams unasked gets nothing")
     }
 }
