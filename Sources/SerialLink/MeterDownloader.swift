@@ -112,7 +112,9 @@ public struct MeterDownloader: Sendable {
                 case .ended(let reason):
                     return .failed(reason)
                 case .tick:
-                    if clock.now - lastActivity > timeout {
+                    // Bytes still waiting in the port's queue mean this task was slow to get a
+                    // thread, not that the meter fell silent.
+                    if clock.now - lastActivity > timeout, !writer.hasPendingInput {
                         return .failed("the meter did not answer within \(timeout)")
                     }
                 }

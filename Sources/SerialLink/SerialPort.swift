@@ -274,6 +274,15 @@ public final class SerialWriter: Sendable {
         try writeAll(fd: fd, bytes: bytes, path: path)
     }
 
+    /// Whether the device has sent bytes that nobody has read yet (poll(2) on this descriptor,
+    /// which shares the port's input queue), without taking them.
+    public var hasPendingInput: Bool {
+        let fd = descriptor.withLock { $0 }
+        guard fd >= 0 else { return false }
+        var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&p, 1, 0) > 0 && p.revents & Int16(POLLIN) != 0
+    }
+
     public func close() {
         let fd = descriptor.withLock { fd in
             defer { fd = -1 }

@@ -3,10 +3,10 @@ import ReadingStore
 import Uplink
 import VitalSigns
 
-/// The part of ``DevicePipeline`` after decoding — COMMIT → evaluate → COMMIT → outbox signal —
-/// as a value a second producer (the BLE supervisor) can call with its own readings. Same
-/// store, rule evaluator and forwarder, same order and the same retry-until-durable policy as
-/// the serial path, so a reading from either transport takes one path to the broker.
+/// Everything after decoding — COMMIT → evaluate → COMMIT → outbox signal — shared by every
+/// producer (serial streams and meter downloads in ``DevicePipeline``, the BLE supervisor):
+/// one store, rule evaluator and forwarder, one order and one retry-until-durable policy, so a
+/// reading from any transport takes the same path to the broker.
 struct CommitPath: Sendable {
     let device: DeviceID
     let store: ReadingStore
@@ -47,13 +47,19 @@ struct CommitPath: Sendable {
         if await durably("events", { try await store.commit(events: events) }) { forwarder.notify() }
     }
 
-    /// Runs a commit until it succeeds, backing off from 50 ms to 5 s (as ``DevicePipeline``).
+    /// Runs a commit until it succeeds, backing off from 50 ms to 5 s between attempts.
+    /// Returns false only if the task was cancelled first (shutdown): the rows were then never
+    /// committed, and an escalation among them is recovered by the rule-state rebuild at the
+    /// next start.
     private func durably(_ what: String, _ commit: () async throws -> Void) async -> Bool {
         var delay = Duration.milliseconds(50)
         var attempt = 0
         while true {
             do {
                 try await commit()
+                if attempt > 0 {
+                    logger.notice("commit succeeded after retries", metadata: ["device.id": "\(device)", "what": "\(what)", "attempts": "\(attempt + 1)"])
+                }
                 return true
             } catch {
                 attempt += 1

@@ -70,7 +70,7 @@ struct DevicePipeline: Service {
     func runDownloads(port: String, settings: SerialSettings, decoder: any StreamDecoder) async throws {
         let id = device.id
         let interval = Duration.seconds(device.downloadIntervalSeconds)
-        try? await cancelWhenGracefulShutdown { [self] in
+        await cancelWhenGracefulShutdown { [self] in
             var ingest = Ingest(pipeline: self, decoder: decoder)
             while !Task.isCancelled {
                 guard var proto = makeCommandProtocol(named: profile.decoder) else { return }
@@ -130,27 +130,11 @@ struct DevicePipeline: Service {
                     }
                 }
             }
-            if !readings.isEmpty {
-                // 3. COMMIT: durable before anything else sees the readings. A failed commit
-                //    (disk full, a lock held too long) is retried: the device's next bytes wait
-                //    in the kernel meanwhile, because the link reads only on demand.
-                guard await p.durably("readings", { try await p.store.commit(readings) }) else { return }
-                // 4. EVALUATE the committed readings against the patient's care plan.
-                let escalations = await p.rules.evaluate(readings)
-                // 5. COMMIT the escalations into the priority lane, retrying likewise: the rule
-                //    state has moved on, so this escalation exists nowhere else.
-                if !escalations.isEmpty {
-                    guard await p.durably("escalations", { try await p.store.commit(escalations: escalations) }) else { return }
-                    for e in escalations {
-                        p.logger.notice("escalation \(e.state.rawValue)", metadata: [
-                            "escalation.id": "\(e.id)", "rule": "\(e.rule)", "severity": "\(e.severity)",
-                            "device.id": "\(p.device.id)",
-                        ])
-                    }
-                }
-                // 6. Wake the forwarder.
-                p.forwarder.notify()
-            }
+            // 3–6. COMMIT, evaluate, COMMIT escalations, wake the forwarder: the one commit
+            //      path every transport shares. A failed commit (disk full, a lock held too
+            //      long) is retried: the device's next bytes wait in the kernel meanwhile,
+            //      because the link reads only on demand.
+            guard await p.commitPath.commit(readings) else { return }
             await p.board.recordChunk(
                 p.device.id, bytes: bytes, readings: readings.count, rejected: rejected, implausible: implausible,
                 lastReadingAt: readings.isEmpty ? nil : receivedAt)
@@ -159,32 +143,9 @@ struct DevicePipeline: Service {
 }
 
 extension DevicePipeline {
-    /// Runs a commit until it succeeds, backing off from 50 ms to 5 s between attempts.
-    /// Returns false only if the task was cancelled first (shutdown): the rows were then never
-    /// committed, and an escalation among them is recovered by the rule-state rebuild at the
-    /// next start.
-    func durably(_ what: String, _ commit: () async throws -> Void) async -> Bool {
-        var delay = Duration.milliseconds(50)
-        var attempt = 0
-        while true {
-            do {
-                try await commit()
-                if attempt > 0 {
-                    logger.notice("commit succeeded after retries", metadata: ["device.id": "\(device.id)", "what": "\(what)", "attempts": "\(attempt + 1)"])
-                }
-                return true
-            } catch {
-                attempt += 1
-                if attempt == 1 || attempt.isMultiple(of: 20) {
-                    logger.error("commit failed; retrying", metadata: [
-                        "device.id": "\(device.id)", "what": "\(what)", "attempt": "\(attempt)", "error": "\(error)",
-                    ])
-                    await board.recordError(device.id, "database: \(error)")
-                }
-                do { try await Task.sleep(for: delay) } catch { return false }
-                delay = min(delay * 2, .seconds(5))
-            }
-        }
+    /// This device's way into the shared commit path.
+    var commitPath: CommitPath {
+        CommitPath(device: device.id, store: store, rules: rules, forwarder: forwarder, board: board, logger: logger)
     }
 }
 

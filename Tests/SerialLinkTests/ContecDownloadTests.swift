@@ -213,7 +213,7 @@ struct ContecDownloadTests {
         var proto = ContecStoredDataDownload()
         var got: [DecodeResult] = []
         let error = await #expect(throws: MeterDownloadError.self) {
-            try await Self.downloader(device, attempts: 2, timeout: .milliseconds(300)).download(&proto) { got += $0 }
+            try await Self.downloader(device, attempts: 2, timeout: .seconds(2)).download(&proto) { got += $0 }
         }
         #expect(error?.attempts == 2)
         let refusals = got.compactMap { r -> FrameError? in if case .rejected(let e) = r { e } else { nil } }
