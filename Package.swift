@@ -57,7 +57,7 @@ let package = Package(
             .product(name: "UnixSignals", package: "swift-service-lifecycle"),
         ]),
         .executableTarget(name: "VigilControl", dependencies: [
-            "VitalSigns", "DeviceDecoding", "SerialLink", "BluetoothLink", "ClinicalRules",
+            "VitalSigns", "DeviceDecoding", "DeviceProfiles", "StrictYAML", "SerialLink", "BluetoothLink", "ClinicalRules",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

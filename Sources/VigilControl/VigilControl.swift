@@ -15,7 +15,7 @@ struct VigilControl: AsyncParsableCommand {
             64 bad arguments, 65 bad input data (decode), 69 vigild is not reachable.
             """,
         version: VigilVersion.string,
-        subcommands: [Status.self, Decode.self, Simulate.self, CaptureCommand.self, Evaluate.self]
+        subcommands: [Status.self, Decode.self, Simulate.self, CaptureCommand.self, Evaluate.self, Scan.self]
     )
 }
 
