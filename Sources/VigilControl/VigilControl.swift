@@ -11,8 +11,11 @@ struct VigilControl: AsyncParsableCommand {
             vigilctl talks to the running vigild over its control socket \
             (default /run/vigil/control.sock; override with --socket or VIGIL_CONTROL_SOCKET).
 
-            Exit status: 0 success (for status: the home is OK), 1 status found a problem, \
-            64 bad arguments, 65 bad input data (decode), 69 vigild is not reachable.
+            Exit status (sysexits.h): 0 success (for status: the home is OK), 1 status found a \
+            problem, 64 bad arguments, 65 bad input data (decode, evaluate, scan --advertisement), \
+            66 an input cannot be opened (capture's port, scan's profiles), 69 a service is \
+            unavailable (vigild not reachable, no Bluetooth), 73 an output cannot be created, \
+            74 an I/O error. Each command's --help gives its own.
             """,
         version: VigilVersion.string,
         subcommands: [Status.self, Decode.self, Simulate.self, CaptureCommand.self, Evaluate.self, Scan.self]
