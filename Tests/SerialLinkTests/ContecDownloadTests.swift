@@ -165,7 +165,7 @@ struct ContecDownloadTests {
         defer { device.stop() }
         var proto = ContecStoredDataDownload()
         var got: [DecodeResult] = []
-        let attempts = try await Self.downloader(device, timeout: .milliseconds(1500)).download(&proto) { got += $0 }
+        let attempts = try await Self.downloader(device).download(&proto) { got += $0 }
         #expect(attempts == 2)
         #expect(device.sessions == 2)
         #expect(device.commands == [0xA2, 0xA7, 0xA4, 0xA5, 0xA6, 0xA2, 0xA7, 0xA4, 0xA5, 0xA6])

@@ -116,7 +116,7 @@ struct MeterDownloaderTests {
         defer { meter.stop() }
         var proto = OneTouchUltra2Download()
         var got: [DecodeResult] = []
-        let attempts = try await Self.downloader(meter, timeout: .seconds(1)).download(&proto) { got += $0 }
+        let attempts = try await Self.downloader(meter, timeout: .milliseconds(2500)).download(&proto) { got += $0 }
         #expect(attempts == 2)
         #expect(meter.requestCount == 2)
         let sequences = Self.glucose(got).compactMap(\.sequence)

@@ -177,7 +177,7 @@ struct UltraEasyDownloadTests {
         defer { meter.stop() }
         var proto = OneTouchUltraEasyDownload()
         var got: [DecodeResult] = []
-        let attempts = try await Self.downloader(meter, timeout: .seconds(1)).download(&proto) { got += $0 }
+        let attempts = try await Self.downloader(meter, timeout: .milliseconds(2500)).download(&proto) { got += $0 }
         #expect(attempts == 2)
         #expect(meter.sessions == 2)
         #expect(Self.samples(got).map(\.sequence) == Self.records.map { UInt64($0.seconds) })
@@ -191,7 +191,7 @@ struct UltraEasyDownloadTests {
         defer { meter.stop() }
         var proto = OneTouchUltraEasyDownload()
         var got: [DecodeResult] = []
-        let attempts = try await Self.downloader(meter, timeout: .seconds(1)).download(&proto) { got += $0 }
+        let attempts = try await Self.downloader(meter, timeout: .milliseconds(2500)).download(&proto) { got += $0 }
         #expect(attempts == 2)
         #expect(Self.samples(got).map(\.sequence) == Self.records.map { UInt64($0.seconds) })
         #expect(got.contains { if case .rejected(let e) = $0 { e.code == .checksum } else { false } })
