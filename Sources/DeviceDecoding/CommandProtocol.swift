@@ -55,14 +55,6 @@ public struct OneTouchUltra2Download: CommandProtocol {
         return cut
     }
 
-    /// Starts a fresh download (the next time the meter is connected): forgets what was
-    /// delivered, so every record is offered again; the store ignores those it holds.
-    public mutating func startNewDownload() {
-        _ = decoder.finish()
-        completedAtStart = decoder.dumpsCompleted
-        delivered.removeAll()
-    }
-
     /// A record's samples pass once per download; a repeat from a retried attempt is dropped.
     private mutating func dropRepeats(_ result: DecodeResult) -> DecodeResult? {
         guard case .samples(let samples) = result, let sequence = samples.first?.sequence else { return result }
@@ -70,12 +62,9 @@ public struct OneTouchUltra2Download: CommandProtocol {
     }
 }
 
-/// The decoders whose devices answer only when asked, by the name profiles use: for these the
-/// daemon downloads (``CommandProtocol``) instead of listening.
-public let commandProtocolNames: [String] = ["onetouch-ultra2", "onetouch-ultraeasy"]
-
 /// A fresh download conversation for a profile's `decoder:` name, or nil for a device that
-/// streams on its own.
+/// streams on its own: for the named ones the daemon downloads instead of listening. One
+/// conversation serves one download; the next download starts a new one.
 public func makeCommandProtocol(named name: String) -> (any CommandProtocol)? {
     switch name {
     case "onetouch-ultra2": OneTouchUltra2Download()

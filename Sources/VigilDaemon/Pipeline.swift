@@ -63,33 +63,42 @@ struct DevicePipeline: Service {
         await boardUpdates
     }
 
-    /// A meter that answers only when asked: download its memory when it is plugged in, then
-    /// again every `downloadInterval`. Each download's results go through the same commit
+    /// A meter that answers only when asked: download its memory as soon as it answers, then
+    /// again every `downloadInterval`. A meter that is not plugged in (or not answering) is
+    /// asked again after `absentRetry`, so a patient who connects the cable is read within
+    /// seconds, not at the next interval. Each download's results go through the same commit
     /// path as streamed readings as they arrive; records already stored keep their IDs (the
     /// meters' own record times), so a repeated download adds nothing twice.
     func runDownloads(port: String, settings: SerialSettings, decoder: any StreamDecoder) async throws {
         let id = device.id
         let interval = Duration.seconds(device.downloadIntervalSeconds)
+        let absentRetry = min(interval, Self.absentMeterRetry)
         await cancelWhenGracefulShutdown { [self] in
             var ingest = Ingest(pipeline: self, decoder: decoder)
             while !Task.isCancelled {
                 guard var proto = makeCommandProtocol(named: profile.decoder) else { return }
                 await board.setState(id, "downloading", reason: nil)
                 let downloader = MeterDownloader(path: port, settings: settings)
+                let wait: Duration
                 do {
                     let attempts = try await downloader.download(&proto) { results in
                         await ingest.process(results, bytes: 0, receivedAt: realtimeNow())
                     }
+                    wait = interval
                     await board.setState(id, "idle", reason: "downloaded in \(attempts) attempt\(attempts == 1 ? "" : "s"); next download in \(interval)")
                 } catch let error as MeterDownloadError {
-                    await board.setState(id, "unavailable", reason: "\(error.reason); next download in \(interval)")
+                    wait = absentRetry
+                    await board.setState(id, "unavailable", reason: "\(error.reason); asking again in \(absentRetry)")
                 } catch {
                     return
                 }
-                do { try await Task.sleep(for: interval) } catch { return }
+                do { try await Task.sleep(for: wait) } catch { return }
             }
         }
     }
+
+    /// How soon a meter that did not answer is asked again.
+    static let absentMeterRetry = Duration.seconds(15)
 
     /// The per-chunk work, with the decoder's framing state.
     struct Ingest {

@@ -89,4 +89,34 @@ struct MeterEndToEndTests {
         await subscriber.stop()
         #expect(vigild.terminate() == 0)
     }
+
+    @Test func aMeterPluggedInAfterStartIsReadWithinSecondsNotAtTheNextInterval() async throws {
+        let broker = try MosquittoBroker()
+        try broker.start()
+        defer { broker.cleanUp() }
+        let link = makeTemporaryDirectory(prefix: "vigil-meter-late") + "/ultra2"
+        let vigild = try VigildProcess(brokerPort: broker.port, devices: [], extraConfig: """
+            devices:
+              - id: ultra2-late
+                profile: onetouch-ultra2
+                port: "\(link)"
+                patient: patient-meter
+                download_interval_seconds: 3600
+
+            """)
+        defer { vigild.cleanUp() }
+        let subscriber = try await TestSubscriber.start(broker: broker, filter: "vigil/v1/#", clientID: "meter-late-\(getpid())", cleanSession: true)
+        try vigild.start()
+        // No meter yet: reported unavailable, with when it is asked again.
+        #expect(await eventually(within: .seconds(20)) {
+            ((try? vigild.status())?["status"]?["devices"]?.arrayValue?.first?["reason"]?.stringValue ?? "").contains("asking again in")
+        })
+        // The patient connects the meter: read long before the hour's interval.
+        let meter = try DumpingMeter(link: link)
+        defer { meter.stop() }
+        let arrived = try await subscriber.waitFor(count: 14, timeout: 45) { $0.topic.hasSuffix("/readings") }
+        #expect(arrived.count >= 14)
+        await subscriber.stop()
+        #expect(vigild.terminate() == 0)
+    }
 }
