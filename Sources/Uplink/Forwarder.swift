@@ -29,10 +29,13 @@ public final class Forwarder: Sendable {
         public var fallbackInterval: Duration
         /// Publish a retained `online` status on every connect.
         public var publishStatus: Bool
+        /// How outbox items become MQTT messages (default: one `vigil.*/1` JSON message each).
+        public var encoding: any UplinkEncoding
 
         public init(topics: Topics, maxInFlight: Int = 256, readingsBatch: Int = 128,
                     deliveredBatchInterval: Duration = .milliseconds(20), deliveredBatchSize: Int = 256,
-                    fallbackInterval: Duration = .seconds(5), publishStatus: Bool = true) {
+                    fallbackInterval: Duration = .seconds(5), publishStatus: Bool = true,
+                    encoding: any UplinkEncoding = VigilJSONEncoding()) {
             self.topics = topics
             self.maxInFlight = max(1, maxInFlight)
             self.readingsBatch = max(1, readingsBatch)
@@ -40,20 +43,22 @@ public final class Forwarder: Sendable {
             self.deliveredBatchSize = max(1, deliveredBatchSize)
             self.fallbackInterval = fallbackInterval
             self.publishStatus = publishStatus
+            self.encoding = encoding
         }
     }
 
     public struct Stats: Sendable, Hashable {
-        /// Messages handed to libmosquitto (republished ones count again).
+        /// Outbox items handed to libmosquitto (republished ones count again; a batch message
+        /// counts each item it carries).
         public var published: Int = 0
-        /// PUBACKs matched to an outbox key.
+        /// Outbox items whose message's PUBACK arrived.
         public var acknowledged: Int = 0
         /// Of those, PUBACKs for a mid published on an earlier connection (libmosquitto
         /// re-sends its in-flight messages with their old mids after a reconnect).
         public var lateAcknowledged: Int = 0
         /// Keys passed to `markDelivered` successfully.
         public var markedDelivered: Int = 0
-        /// Published in this connection and not yet acknowledged.
+        /// Messages published in this connection and not yet acknowledged.
         public var inFlight: Int = 0
         public var lastPublishError: String?
         public var lastSourceError: String?
@@ -144,10 +149,10 @@ public final class Forwarder: Sendable {
         let armFlush: () -> Void
         var connected = false
         var cursor: [OutboxLane: Int64] = [.priority: Int64.min, .readings: Int64.min]
-        /// mid → key for this connection.
-        var inFlight: [Int32: OutboxKey] = [:]
-        /// mid → key from earlier connections, for late PUBACKs.
-        var stale: [Int32: OutboxKey] = [:]
+        /// mid → the keys its message carries, for this connection.
+        var inFlight: [Int32: [OutboxKey]] = [:]
+        /// mid → keys from earlier connections, for late PUBACKs.
+        var stale: [Int32: [OutboxKey]] = [:]
         var acked: [OutboxKey] = []
         var flushArmed = false
 
@@ -190,7 +195,7 @@ public final class Forwarder: Sendable {
             connected = true
             // Anything acknowledged must be recorded before the rewind, or it goes out again.
             await flush()
-            for (mid, key) in inFlight { stale[mid] = key }
+            for (mid, keys) in inFlight { stale[mid] = keys }
             inFlight.removeAll()
             cursor = [.priority: Int64.min, .readings: Int64.min]
             owner.updateStats {
@@ -212,19 +217,19 @@ public final class Forwarder: Sendable {
 
         func acknowledge(_ mid: Int32) {
             var late = 0
-            let key: OutboxKey
+            let keys: [OutboxKey]
             if let k = inFlight.removeValue(forKey: mid) {
-                key = k
+                keys = k
             } else if let k = stale.removeValue(forKey: mid) {
-                key = k
-                late = 1
+                keys = k
+                late = k.count
             } else {
                 return
             }
-            acked.append(key)
+            acked.append(contentsOf: keys)
             let n = inFlight.count
             owner.updateStats {
-                $0.acknowledged += 1
+                $0.acknowledged += keys.count
                 $0.lateAcknowledged += late
                 $0.inFlight = n
             }
@@ -287,16 +292,16 @@ public final class Forwarder: Sendable {
                     $0.inFlight = n
                 }
             }
-            for item in items {
-                let payload = PayloadEncoder.encode(item.payload)
+            for message in config.encoding.messages(for: items, topics: config.topics) {
+                guard let last = message.keys.last else { continue }
                 do {
-                    let mid = try owner.connection.publish(topic: config.topics.topic(for: item.payload),
-                                                           payload: payload, qos: 1, retain: false)
+                    let mid = try owner.connection.publish(topic: message.topic, payload: message.payload, qos: 1,
+                                                           retain: false, properties: message.properties)
                     // mids wrap at 65535: a reused mid supersedes the stale entry.
                     stale.removeValue(forKey: mid)
-                    inFlight[mid] = item.key
-                    cursor[item.key.lane] = item.key.sequence
-                    published += 1
+                    inFlight[mid] = message.keys
+                    cursor[last.lane] = last.sequence
+                    published += message.keys.count
                 } catch {
                     owner.updateStats { $0.lastPublishError = error.description }
                     if error.isTransient {
@@ -307,10 +312,10 @@ public final class Forwarder: Sendable {
                     }
                     // A permanent refusal (size, malformed topic) would block the lane forever:
                     // skip it for this connection; the next rewind retries it.
-                    owner.logger.error("publish refused", metadata: ["outbox.lane": "\(item.key.lane)",
-                                                                     "outbox.sequence": "\(item.key.sequence)",
+                    owner.logger.error("publish refused", metadata: ["outbox.lane": "\(last.lane)",
+                                                                     "outbox.sequence": "\(last.sequence)",
                                                                      "error": "\(error)"])
-                    cursor[item.key.lane] = item.key.sequence
+                    cursor[last.lane] = last.sequence
                 }
             }
             return true

@@ -423,7 +423,9 @@ public final class MQTTConnection: @unchecked Sendable {
     /// the PUBACK arrives (QoS 1, mosquitto.h "on_publish"). Callable from any thread.
     ///
     /// The corresponding C function is `mosquitto_publish`.
-    public func publish(topic: String, payload: [UInt8], qos: Int32 = 1, retain: Bool = false) throws(MQTTError) -> Int32 {
+    /// `properties` are sent only on an MQTT 5 connection (not yet: MQTT 3.1.1 only).
+    public func publish(topic: String, payload: [UInt8], qos: Int32 = 1, retain: Bool = false,
+                        properties: PublishProperties = .init()) throws(MQTTError) -> Int32 {
         guard payload.count <= 268_435_455 else {
             throw MQTTError(code: .payloadSize, operation: "mosquitto_publish", reason: "payload of \(payload.count) bytes exceeds MQTT's 256 MiB limit")
         }

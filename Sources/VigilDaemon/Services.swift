@@ -26,27 +26,28 @@ struct ForwardingService: Service {
     }
 }
 
-/// Serves `vigilctl` on the control socket.
+/// Serves `vigilctl` on the control socket: dispatches each request to its `ControlCommand`.
 struct ControlService: Service {
     let path: String
     let logger: Logger
-    let status: StatusReporter
+    let commands: [ControlCommand]
 
     func run() async throws {
-        let reporter = status
         let logger = self.logger
+        var table: [String: ControlCommand] = [:]
+        for c in commands { table[c.name] = c }
+        let known = commands.map(\.name).sorted().joined(separator: ", ")
+        let byName = table
         let server = ControlServer(path: path, logger: logger) { request, caller in
-            switch request["command"]?.stringValue {
-            case "status":
-                return .object([("ok", true), ("status", await reporter.status())])
-            case "ping":
-                return .object([("ok", true)])
+            let name = request["command"]?.stringValue
+            if let name, let command = byName[name] { return await command.run(request, caller) }
+            switch name {
             case let other?:
                 let shown = other.count > 40 ? String(other.prefix(40)) + "…" : other
                 logger.notice("control request refused", metadata: ["command": "\(shown)", "caller.uid": "\(caller.uid)"])
-                return .object([("ok", false), ("error", .string("unknown command '\(shown)'; this vigild knows status and ping"))])
+                return ControlCommand.failure("unknown command '\(shown)'; this vigild knows \(known)")
             case nil:
-                return .object([("ok", false), ("error", "the request needs a \"command\" string")])
+                return ControlCommand.failure("the request needs a \"command\" string")
             }
         }
         try server.start()
@@ -75,6 +76,17 @@ struct WatchdogService: Service {
             if (try? await store.checkWriter()) != nil { SystemdNotifier.notify("WATCHDOG=1") }
             try? await Task.sleep(for: interval / 2)
         }
+    }
+}
+
+extension StatusReporter {
+    /// `status` and `ping`.
+    var commands: [ControlCommand] {
+        let reporter = self
+        return [
+            ControlCommand("status", access: .member) { _, _ in .object([("ok", true), ("status", await reporter.status())]) },
+            ControlCommand("ping", access: .member) { _, _ in .object([("ok", true)]) },
+        ]
     }
 }
 

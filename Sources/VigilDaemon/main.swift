@@ -139,12 +139,12 @@ for device in setup.config.devices {
 }
 
 let startedAt = realtimeNow()
+let statusReporter = StatusReporter(
+    config: setup.config, startedAt: startedAt, store: store, connection: connection, forwarder: forwarder, board: board)
 let control = ControlService(
     path: setup.config.paths.controlSocket,
     logger: Logger(label: "vigild.control"),
-    status: StatusReporter(
-        config: setup.config, startedAt: startedAt, store: store, connection: connection, forwarder: forwarder,
-        board: board))
+    commands: statusReporter.commands)
 
 var services: [any Service] = [ForwardingService(connection: connection, forwarder: forwarder, topics: topics, logger: logger)]
 services += pipelines.map { $0 as any Service }
