@@ -26,6 +26,8 @@ let package = Package(
         .systemLibrary(name: "CBlueZ", pkgConfig: "bluez", providers: [.apt(["libbluetooth-dev"])]),
         // POSIX calls Glibc does not export to Swift (posix_openpt family, SO_PEERCRED).
         .target(name: "CVigilPosix"),
+        // C helpers for `vigilctl diagnose`: OpenSSL certificate checks and TLS handshake (libssl-dev), adjtimex.
+        .target(name: "CVigilDiagnose", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
 
         // Pure targets.
         .target(name: "VitalSigns"),
@@ -58,6 +60,7 @@ let package = Package(
         ]),
         .executableTarget(name: "VigilControl", dependencies: [
             "VitalSigns", "DeviceDecoding", "DeviceProfiles", "StrictYAML", "SerialLink", "BluetoothLink", "ClinicalRules",
+            "CSQLite", "CVigilDiagnose",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
