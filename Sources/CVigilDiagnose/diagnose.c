@@ -8,6 +8,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/timex.h>
 #include <time.h>
 
@@ -153,7 +156,30 @@ int vigil_tls_handshake(int fd, const char *host, const char *ca_path, const cha
     } while (rc <= 0 && SSL_get_error(ssl, rc) == SSL_ERROR_SYSCALL && errno == EINTR);
     if (rc == 1) {
         result = 0;
-        SSL_shutdown(ssl);
+        // TLS 1.3 completes the client's side of the handshake before the server has checked
+        // the client certificate: a refusal arrives as an alert just after. Wait up to 1 s for
+        // it (session tickets may arrive first and are consumed by the peek).
+        struct timeval one = {1, 0};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &one, sizeof one);
+        struct pollfd p = {fd, POLLIN, 0};
+        int ready;
+        do { ready = poll(&p, 1, 1000); } while (ready < 0 && errno == EINTR);
+        if (ready > 0) {
+            char byte;
+            ERR_clear_error();
+            int n = SSL_peek(ssl, &byte, 1);
+            if (n <= 0) {
+                int e = SSL_get_error(ssl, n);
+                if (e == SSL_ERROR_SSL) {
+                    set_error(error, error_len, "the broker refused this client after the handshake");
+                    result = -1;
+                } else if (e == SSL_ERROR_ZERO_RETURN || (e == SSL_ERROR_SYSCALL && errno != EAGAIN && errno != EWOULDBLOCK)) {
+                    snprintf(error, error_len, "the broker closed the connection after the handshake (does it accept this client's certificate?)");
+                    result = -1;
+                }
+            }
+        }
+        if (result == 0) SSL_shutdown(ssl);
     } else {
         long verify = SSL_get_verify_result(ssl);
         if (verify != X509_V_OK) {
