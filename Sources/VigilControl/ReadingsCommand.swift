@@ -92,11 +92,11 @@ struct Readings: AsyncParsableCommand {
     }
 
     /// One block character per value, from ▁ (the lowest) to █ (the highest); a flat series
-    /// is drawn at mid height.
+    /// is drawn at mid height. Each value takes the nearest of the eight levels.
     static func sparkline(_ values: [Double]) -> String {
         let blocks: [Character] = ["▁", "▂", "▃", "▄", "▅", "▆", "▇", "█"]
         guard let lo = values.min(), let hi = values.max() else { return "" }
         guard hi > lo else { return String(repeating: "▄", count: values.count) }
-        return String(values.map { v in blocks[min(7, Int(((v - lo) / (hi - lo) * 8).rounded(.down)))] })
+        return String(values.map { v in blocks[max(0, min(7, Int(((v - lo) / (hi - lo) * 7).rounded())))] })
     }
 }

@@ -105,7 +105,12 @@ func textTable(_ header: [String], _ rows: [[String]]) -> String {
         }
         return out
     }
-    return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    func trimmed(_ s: String) -> String {
+        var s = s
+        while s.last == " " { s.removeLast() }
+        return s
+    }
+    return ([line(header)] + rows.map(line)).map(trimmed).joined(separator: "\n")
 }
 
 /// `2026-11-25 08:00:01` from an RFC 3339 UTC string (the views print UTC throughout).
