@@ -58,6 +58,7 @@ let package = Package(
         ]),
         .executableTarget(name: "VigilControl", dependencies: [
             "VitalSigns", "DeviceDecoding", "DeviceProfiles", "StrictYAML", "SerialLink", "BluetoothLink", "ClinicalRules",
+            "Uplink", // vigilctl watch: the MQTT client
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

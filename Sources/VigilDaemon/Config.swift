@@ -16,6 +16,8 @@ struct VigilConfig: Decodable, Sendable {
     var broker: Broker
     var outbox: Outbox
     var devices: [DeviceEntry]
+    /// `downlink:` (DownlinkConfig.swift).
+    var downlink = Downlink()
 
     struct Paths: Decodable, Sendable {
         var database = "/var/lib/vigil/vigil.sqlite"
@@ -254,7 +256,7 @@ struct VigilConfig: Decodable, Sendable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case site, gateway, paths, broker, outbox, devices
+        case site, gateway, paths, broker, outbox, devices, downlink
         case logLevel = "log_level"
     }
 
@@ -278,6 +280,7 @@ struct VigilConfig: Decodable, Sendable {
         broker = try c.decode(Broker.self, forKey: .broker)
         outbox = try c.decodeIfPresent(Outbox.self, forKey: .outbox) ?? Outbox()
         devices = try c.decodeIfPresent([DeviceEntry].self, forKey: .devices) ?? []
+        downlink = try c.decodeIfPresent(Downlink.self, forKey: .downlink) ?? Downlink()
         var seen = Set<DeviceID>()
         for d in devices where !seen.insert(d.id).inserted {
             throw DecodingError.dataCorruptedError(forKey: .devices, in: c, debugDescription: "device id '\(d.id)' is used twice")
