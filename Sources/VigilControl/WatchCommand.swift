@@ -189,9 +189,9 @@ struct WatchSession {
                 }
             case .mqtt(.message(let topic, let payload)) where topic == prefix + "/reply/" + commandID:
                 guard let reply = try? JSONValue.parse(payload) else { continue }
-                if json { print(String(decoding: payload, as: UTF8.self)) }
+                if json { say(String(decoding: payload, as: UTF8.self)) }
                 if reply["ok"]?.boolValue == true {
-                    if !json { print("acknowledged \(escalation) as \(by)") }
+                    if !json { say("acknowledged \(escalation) as \(by)") }
                     return 0
                 }
                 let code = reply["error"]?["code"]?.stringValue ?? "error"
@@ -250,49 +250,49 @@ struct WatchSession {
                     printError("cannot subscribe: \(error)")
                     return 69
                 }
-                if !json { print("watching \(prefix)/escalations on \(connection.options.host):\(connection.options.port)") }
+                if !json { say("watching \(prefix)/escalations on \(connection.options.host):\(connection.options.port)") }
             case .mqtt(.connectFailed(_, let reason)):
                 printError("broker \(connection.options.host):\(connection.options.port): \(reason); retrying")
             case .mqtt(.message(let topic, let payload)):
                 if topic.hasPrefix(prefix + "/reply/") {
                     let id = String(topic.dropFirst(prefix.count + 7))
                     guard pendingAcks.remove(id) != nil, let reply = try? JSONValue.parse(payload) else { continue }
-                    if json { print(String(decoding: payload, as: UTF8.self)); continue }
+                    if json { say(String(decoding: payload, as: UTF8.self)); continue }
                     if reply["ok"]?.boolValue == true {
-                        print("ack applied: \(reply["result"]?["escalation"]?.stringValue ?? "?") by \(reply["result"]?["acknowledged_by"]?.stringValue ?? "?")")
+                        say("ack applied: \(reply["result"]?["escalation"]?.stringValue ?? "?") by \(reply["result"]?["acknowledged_by"]?.stringValue ?? "?")")
                     } else {
-                        print("ack refused: \(reply["error"]?["code"]?.stringValue ?? "error"): \(reply["error"]?["message"]?.stringValue ?? "")")
+                        say("ack refused: \(reply["error"]?["code"]?.stringValue ?? "error"): \(reply["error"]?["message"]?.stringValue ?? "")")
                     }
                     continue
                 }
-                if json { print(String(decoding: payload, as: UTF8.self)) }
+                if json { say(String(decoding: payload, as: UTF8.self)) }
                 guard let doc = try? JSONValue.parse(payload) else { continue }
                 if topic == prefix + "/events" {
-                    if !json { print(Self.eventLine(doc)) }
+                    if !json { say(Self.eventLine(doc)) }
                     continue
                 }
                 guard let id = doc["id"]?.stringValue else { continue }
                 if !seen.contains(id) { seen.append(id) }
                 let n = (seen.firstIndex(of: id) ?? 0) + 1
-                if !json { print(Self.escalationLine(doc, number: n)) }
+                if !json { say(Self.escalationLine(doc, number: n)) }
                 shown += 1
                 if ackFirst, n == 1, doc["state"]?.stringValue != "acknowledged", doc["state"]?.stringValue != "resolved", let by {
-                    if send(ack: id, by: by, detail: detail, pending: &pendingAcks) && !json { print("ack sent for [1] as \(by)") }
+                    if send(ack: id, by: by, detail: detail, pending: &pendingAcks) && !json { say("ack sent for [1] as \(by)") }
                 }
                 if let count, shown >= count, pendingAcks.isEmpty { return 0 }
             case .line(let line):
                 let words = line.split(separator: " ", maxSplits: 2).map(String.init)
                 guard words.first == "ack" else {
-                    if !words.isEmpty { print("commands: ack N [note]") }
+                    if !words.isEmpty { say("commands: ack N [note]") }
                     continue
                 }
-                guard let by else { print("start vigilctl watch with --by NAME to acknowledge"); continue }
+                guard let by else { say("start vigilctl watch with --by NAME to acknowledge"); continue }
                 guard words.count >= 2, let n = Int(words[1]), (1...seen.count).contains(n) else {
-                    print("ack N: N is the number in brackets (1…\(seen.count))")
+                    say("ack N: N is the number in brackets (1…\(seen.count))")
                     continue
                 }
                 if send(ack: seen[n - 1], by: by, detail: words.count > 2 ? words[2] : detail, pending: &pendingAcks) {
-                    print("ack sent for [\(n)]")
+                    say("ack sent for [\(n)]")
                 }
             case .timeout:
                 return 0
@@ -335,6 +335,13 @@ struct WatchSession {
     static func eventLine(_ e: JSONValue) -> String {
         "event \(e["at"]?.stringValue ?? "?")  \(e["kind"]?.stringValue ?? "?")  count \(e["count"]?.int64Value.map(String.init) ?? "-")"
     }
+}
+
+/// One line to stdout, flushed at once: under a pipe (the demo, a log) stdout is block-buffered
+/// and a watcher's lines must appear as the escalations arrive.
+private func say(_ line: String) {
+    print(line)
+    fflush(nil)  // all output streams (the global `stdout` is not concurrency-safe to name)
 }
 
 private extension String {

@@ -267,7 +267,7 @@ actor DownlinkProcessor {
             for s in settings {
                 switch s {
                 case .logLevel(let name):
-                    if let level = Logger.Level(rawValue: name) { JournalLogHandler.runtimeLevel.withLock { $0 = level } }
+                    if let level = Logger.Level(rawValue: name) { JournalLogHandler.setRuntimeLevel(level) }
                     applied.append((s.key, .string(name)))
                 case .downlinkMaxBytes(let n):
                     parser.limits.maxBytes = n

@@ -12,12 +12,20 @@ struct JournalLogHandler: LogHandler {
     /// The level from the config, unless a downlink `config` command set one for every
     /// logger at run time (`runtimeLevel`).
     var logLevel: Logger.Level {
-        get { Self.runtimeLevel.withLock { $0 } ?? configuredLevel }
+        get {
+            // Read on every log call: an atomic load, not a lock.
+            let i = Self.runtimeLevelIndex.load(ordering: .relaxed)
+            return Logger.Level.allCases.indices.contains(i) ? Logger.Level.allCases[i] : configuredLevel
+        }
         set { configuredLevel = newValue }
     }
     private var configuredLevel: Logger.Level
-    /// Set by the downlink `config` command (`log_level`); nil: each handler's own level.
-    static let runtimeLevel = Mutex<Logger.Level?>(nil)
+    /// Set by the downlink `config` command (`log_level`): an index into `Logger.Level.allCases`,
+    /// or -1 for each handler's own level.
+    static let runtimeLevelIndex = Atomic<Int>(-1)
+    static func setRuntimeLevel(_ level: Logger.Level) {
+        runtimeLevelIndex.store(Logger.Level.allCases.firstIndex(of: level) ?? -1, ordering: .relaxed)
+    }
     var metadata: Logger.Metadata = [:]
     /// Whether to prefix each line with its syslog priority (stderr attached to journald)
     /// or with a readable level name (a terminal).
