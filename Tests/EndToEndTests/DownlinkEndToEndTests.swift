@@ -310,6 +310,22 @@ private func validateReplies(_ replies: [ReceivedMessage]) throws -> String {
         }
     }
 
+    @Test func theDownlinkSectionIsValidatedLikeTheRestOfTheConfig() throws {
+        let dir = makeTemporaryDirectory()
+        let path = dir + "/vigild.yaml"
+        func check(_ downlink: String) throws -> (status: Int32, output: String) {
+            try writeText(path, "site: home-1\ngateway: gw-1\nbroker:\n  host: 127.0.0.1\n" + downlink)
+            return try VigildProcess.run(["/bin/sh", "-c", "\(VigildProcess.binDirectory)/vigild --config \(path) --check-config 2>&1"])
+        }
+        #expect(try check("downlink:\n  enabled: false\n  max_bytes: 2048\n  replay_window_seconds: 60\n").status == 0)
+        let small = try check("downlink:\n  max_bytes: 10\n")
+        #expect(small.status == 78 && small.output.contains("downlink.max_bytes"), "\(small.output)")
+        let window = try check("downlink:\n  replay_window_seconds: 0\n")
+        #expect(window.status == 78 && window.output.contains("replay_window_seconds"), "\(window.output)")
+        let typo = try check("downlink:\n  max_byte: 2048\n")
+        #expect(typo.status == 78 && typo.output.contains("max_byte"), "\(typo.output)")
+    }
+
     @Test func vigilctlWatchShowsEscalationsAndAcknowledgesOne() async throws {
         try await Rig.with(carePlans: ["patient-e2e.yaml": planV3]) { rig in
             try rig.vigild.start()
