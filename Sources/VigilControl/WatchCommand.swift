@@ -1,5 +1,4 @@
 import ArgumentParser
-import Dispatch
 import Glibc
 import StrictYAML
 import Uplink
@@ -225,11 +224,10 @@ struct WatchSession {
             continuation.yield(.timeout)
         }
         defer { pump.cancel(); timer.cancel() }
-        // stdin is read on a Dispatch thread: a blocking read must not hold the cooperative pool.
-        if !ackFirst {
-            DispatchQueue.global().async {
-                while let line = readLine() { continuation.yield(.line(line)) }
-            }
+        // stdin is read on a thread of its own: a blocking read must not hold a thread of the
+        // cooperative pool (two here), nor of Dispatch's global queues, which back that pool.
+        if !ackFirst, !StdinThread.start({ continuation.yield(.line($0)) }) {
+            printError("cannot start the stdin reader; typed commands are ignored")
         }
         do { try connection.start() } catch {
             printError("cannot start the MQTT client: \(error)")
@@ -337,11 +335,44 @@ struct WatchSession {
     }
 }
 
-/// One line to stdout, flushed at once: under a pipe (the demo, a log) stdout is block-buffered
-/// and a watcher's lines must appear as the escalations arrive.
+/// Reads stdin line by line on a detached POSIX thread until end of file.
+enum StdinThread {
+    private final class Box {
+        let onLine: @Sendable (String) -> Void
+        init(_ onLine: @escaping @Sendable (String) -> Void) { self.onLine = onLine }
+    }
+
+    /// The corresponding C functions are `pthread_create` and `pthread_detach`.
+    static func start(_ onLine: @escaping @Sendable (String) -> Void) -> Bool {
+        let box = Unmanaged.passRetained(Box(onLine)).toOpaque()
+        var thread = pthread_t()
+        let rc = pthread_create(&thread, nil, { arg in
+            guard let arg else { return nil }
+            let box = Unmanaged<Box>.fromOpaque(arg).takeRetainedValue()
+            while let line = readLine() { box.onLine(line) }
+            return nil
+        }, box)
+        guard rc == 0 else {
+            Unmanaged<Box>.fromOpaque(box).release()
+            return false
+        }
+        pthread_detach(thread)
+        return true
+    }
+}
+
+/// One line to stdout, written at once with write(2): under a pipe (the demo, a log) stdio's
+/// stdout is block-buffered, and `fflush(NULL)` would wait on stdin's lock, held by the reader
+/// thread blocked in getline.
 private func say(_ line: String) {
-    print(line)
-    fflush(nil)  // all output streams (the global `stdout` is not concurrency-safe to name)
+    let bytes = Array((line + "\n").utf8)
+    var offset = 0
+    while offset < bytes.count {
+        let n = bytes[offset...].withUnsafeBytes { Glibc.write(1, $0.baseAddress, $0.count) }
+        if n < 0, errno == EINTR { continue }
+        if n <= 0 { return }
+        offset += n
+    }
 }
 
 private extension String {

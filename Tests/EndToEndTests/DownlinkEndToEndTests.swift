@@ -97,6 +97,77 @@ private func writeText(_ path: String, _ text: String) throws {
     }
 }
 
+/// A child process with a pipe on stdin and one on stdout (stderr joined), for an interactive
+/// command: the test reads its output as it comes (poll with a deadline) and types lines.
+private final class Interactive {
+    let pid: pid_t
+    let input: Int32
+    let output: Int32
+    private(set) var text = ""
+
+    init(_ argv: [String]) throws {
+        var toChild: [Int32] = [0, 0], fromChild: [Int32] = [0, 0]
+        guard pipe(&toChild) == 0, pipe(&fromChild) == 0 else { throw MosquittoBrokerError("pipe", errno: errno, "cannot create pipes") }
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_adddup2(&actions, toChild[0], 0)
+        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 1)
+        posix_spawn_file_actions_adddup2(&actions, fromChild[1], 2)
+        posix_spawn_file_actions_addclose(&actions, toChild[1])
+        posix_spawn_file_actions_addclose(&actions, fromChild[0])
+        let cArgs = argv.map { strdup($0) }
+        defer { for a in cArgs { free(a) } }
+        var argvC: [UnsafeMutablePointer<CChar>?] = cArgs + [nil]
+        var child: pid_t = 0
+        let rc = argvC.withUnsafeMutableBufferPointer { a in posix_spawn(&child, argv[0], &actions, nil, a.baseAddress!, environ) }
+        close(toChild[0])
+        close(fromChild[1])
+        guard rc == 0 else { throw MosquittoBrokerError("posix_spawn", errno: rc, "cannot start \(argv[0])") }
+        pid = child
+        input = toChild[1]
+        output = fromChild[0]
+    }
+
+    func type(_ line: String) {
+        let bytes = Array((line + "\n").utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes[offset...].withUnsafeBytes { write(input, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            if n <= 0 { return }
+            offset += n
+        }
+    }
+
+    /// Reads output until it contains `needle` (true) or `seconds` pass (false).
+    func waitFor(_ needle: String, seconds: Int64 = 20) -> Bool {
+        let deadline = wallClock().adding(seconds: seconds)
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !text.contains(needle) {
+            let left = deadline.milliseconds(since: wallClock())
+            if left <= 0 { return false }
+            var p = pollfd(fd: output, events: Int16(POLLIN), revents: 0)
+            let r = poll(&p, 1, Int32(min(left, 1000)))
+            if r < 0, errno == EINTR { continue }
+            if r <= 0 { continue }
+            let n = buffer.withUnsafeMutableBytes { read(output, $0.baseAddress, $0.count) }
+            if n < 0, errno == EINTR { continue }
+            if n <= 0 { return text.contains(needle) }
+            text += String(decoding: buffer[0..<n], as: UTF8.self)
+        }
+        return true
+    }
+
+    func stop() {
+        _ = kill(pid, SIGTERM)
+        close(input)
+        close(output)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    }
+}
+
 /// Set once, read from any thread.
 private final class DoneFlag: Sendable {
     private let flag = Mutex(false)
@@ -229,6 +300,20 @@ private func validateReplies(_ replies: [ReceivedMessage]) throws -> String {
             ])))
             #expect(unsafe["error"]?["code"]?.stringValue == "invalid_arguments")
 
+            // After a restart: the replay guard still knows the ids, the persisted plan (v4) is the
+            // one loaded, and the acknowledged escalation stays acknowledged.
+            #expect(rig.vigild.terminate() == 0)
+            try rig.vigild.start()
+            try await rig.waitForDownlink()
+            let replayedAfterRestart = try await rig.send("care-plan", id: "plan-4", command("plan-4", args: .object([
+                ("patient", "patient-e2e"), ("plan", .string(planV4)),
+            ])))
+            #expect(replayedAfterRestart["error"]?["code"]?.stringValue == "replayed")
+            let reloaded = try await rig.send("care-plan", id: "plan-4c", command("plan-4c", args: .object([
+                ("patient", "patient-e2e"), ("plan", .string(planV4)),
+            ])))
+            #expect(reloaded["error"]?["code"]?.stringValue == "version_not_newer", "v4 was loaded from the file: \(reloaded)")
+
             // Every reply this test saw follows docs/schemas/reply.schema.json.
             let validation = try validateReplies(rig.replies)
             #expect(validation.hasPrefix("valid"), "\(validation)")
@@ -324,6 +409,30 @@ private func validateReplies(_ replies: [ReceivedMessage]) throws -> String {
         #expect(window.status == 78 && window.output.contains("replay_window_seconds"), "\(window.output)")
         let typo = try check("downlink:\n  max_byte: 2048\n")
         #expect(typo.status == 78 && typo.output.contains("max_byte"), "\(typo.output)")
+    }
+
+    @Test func vigilctlWatchAcknowledgesWhatIsTypedOnItsStdin() async throws {
+        try await Rig.with(carePlans: ["patient-e2e.yaml": planV3]) { rig in
+            try rig.vigild.start()
+            try await rig.waitForDownlink()
+            let watch = try Interactive([VigildProcess.binDirectory + "/vigilctl", "watch", "--config", rig.vigild.configPath,
+                                         "--by", "coordinator-1", "--timeout", "60"])
+            defer { watch.stop() }
+            #expect(watch.waitFor("watching "), "\(watch.text)")
+            var bytes: [UInt8] = []
+            for i in 0..<40 { bytes += rig.line(i, spo2: 85) }
+            try await rig.device.write(bytes)
+            #expect(watch.waitFor("[1] "), "\(watch.text) escalations seen by the test: \(rig.subscriber.messages.filter(isEscalation).count); log: \(rig.vigild.log().suffix(1500))")
+            watch.type("ack 7")
+            #expect(watch.waitFor("N is the number in brackets"), "an unknown number is explained: \(watch.text)")
+            watch.type("ack 1 called the patient")
+            #expect(watch.waitFor("ack applied"), "\(watch.text)")
+            #expect(watch.waitFor("acknowledged  spo2"), "the acknowledged state comes back: \(watch.text)")
+            let acked = try await rig.subscriber.waitFor(count: 1, timeout: 10) { isEscalation($0) && $0.text.contains("\"acknowledged\"") }
+            let doc = try JSONValue.parse(acked[0].payload)
+            #expect(doc["acknowledged_by"]?.stringValue == "coordinator-1")
+            #expect(doc["detail"]?["ack_detail"]?.stringValue == "called the patient")
+        }
     }
 
     @Test func vigilctlWatchShowsEscalationsAndAcknowledgesOne() async throws {
