@@ -203,3 +203,33 @@ import VitalSigns
         #expect(refused > 500, "random bytes are almost always refused")
     }
 }
+
+/// `vigil.escalation/1` carries the acknowledgement (downlink `ack`) after its original fields.
+@Suite struct AcknowledgedEscalationPayloadTests {
+    func escalation() -> Escalation {
+        let t = Timestamp(iso8601: "2026-11-25T11:48:15Z")!
+        return Escalation(patient: PatientID("p-1"), rule: "spo2-low", severity: .urgent, state: .open, triggeringReadings: [],
+                          values: [], carePlanVersion: 3, openedAt: t, at: t, summary: "spo2 below 90 %")
+    }
+
+    @Test func anUnacknowledgedEscalationHasNoAcknowledgementFields() throws {
+        let text = String(decoding: PayloadEncoder.escalation(escalation()), as: UTF8.self)
+        #expect(text.hasSuffix(",\"summary\":\"spo2 below 90 %\"}"), "the original fields, unchanged and last: \(text)")
+        #expect(!text.contains("acknowledged_by") && !text.contains("\"detail\""))
+    }
+
+    @Test func anAcknowledgedEscalationNamesWhoWhenAndTheNote() throws {
+        var e = escalation()
+        e.state = .acknowledged
+        e.acknowledgedBy = "nurse-7"
+        e.acknowledgedAt = Timestamp(iso8601: "2026-11-25T11:50:02.101Z")
+        e.detail = ["ack_detail": "phoned \"the\" patient", "band": "high"]
+        let doc = try JSONValue.parse(PayloadEncoder.escalation(e))
+        #expect(doc["state"]?.stringValue == "acknowledged")
+        #expect(doc["acknowledged_by"]?.stringValue == "nurse-7")
+        #expect(doc["acknowledged_at"]?.stringValue == "2026-11-25T11:50:02.101Z")
+        #expect(doc["detail"]?["ack_detail"]?.stringValue == "phoned \"the\" patient")
+        #expect(doc["detail"]?.objectValue?.map(\.0) == ["ack_detail", "band"], "detail keys sorted")
+        #expect(doc["summary"]?.stringValue == "spo2 below 90 %")
+    }
+}
