@@ -61,6 +61,7 @@ let package = Package(
         .executableTarget(name: "VigilControl", dependencies: [
             "VitalSigns", "DeviceDecoding", "DeviceProfiles", "StrictYAML", "SerialLink", "BluetoothLink", "ClinicalRules",
             "CSQLite", "CVigilDiagnose",
+            "Uplink", // vigilctl watch: the MQTT client
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -428,6 +428,11 @@ public final class ReadingStore: OutboxSource {
         try await writer.withConnection(body)
     }
 
+    /// Submits a write request to the writer thread, for the extensions in other files.
+    func writerSubmit(_ request: WriteRequest) async throws(StoreError) {
+        try await writer.submit(request)
+    }
+
     /// A read on the read-only connection, for the query extensions in other files.
     func readQuery<R: Sendable>(_ body: (SQLiteConnection) throws(StoreError) -> R) throws(StoreError) -> R {
         try read(body)

@@ -22,7 +22,9 @@ public enum GatewayState: String, Sendable {
 ///   `{"schema","id","patient","rule","severity"("advisory"|"urgent"|"emergency"),
 ///   "state"("open"|"renotified"|"acknowledged"|"resolved"),"triggering_readings"([ids]),
 ///   "values"([{"reading","vital","value","unit","measured_at"}]),"care_plan_version",
-///   "opened_at","at","summary"}`.
+///   "opened_at","at","summary","acknowledged_by"?,"acknowledged_at"?,"detail"?({string: string})}`.
+///   The last three are present only when set: who acknowledged it and when (downlink `ack`),
+///   and the model's detail (NEWS2 band, baseline; plus `ack_detail`, the acknowledger's note).
 /// - `vigil.event/1` on `<prefix>/events`:
 ///   `{"schema","kind","at","count"(number|null),"detail"({string: string}, keys sorted)}`.
 /// - `vigil.status/1` on `<prefix>/status`, retained: `{"schema","state"("online"|"offline"),"at"?}`.
@@ -93,6 +95,15 @@ public enum PayloadEncoder {
         w.time("opened_at", e.openedAt)
         w.time("at", e.at)
         w.field("summary", e.summary)
+        // Optional, after the original fields (issue 6 downlink `ack`): present only when set.
+        if let by = e.acknowledgedBy { w.field("acknowledged_by", by) }
+        if let at = e.acknowledgedAt { w.time("acknowledged_at", at) }
+        if let detail = e.detail {
+            w.key("detail")
+            w.begin()
+            for k in detail.keys.sorted() { w.field(k, detail[k] ?? "") }
+            w.end()
+        }
         w.end()
         return w.bytes
     }

@@ -20,7 +20,7 @@ struct VigilControl: AsyncParsableCommand {
             """,
         version: VigilVersion.string,
         subcommands: [Status.self, Devices.self, Readings.self, Escalations.self, Outbox.self, Diagnose.self, Logs.self,
-                      Audit.self, Decode.self, Simulate.self, CaptureCommand.self, Evaluate.self, Scan.self]
+                      Watch.self, Audit.self, Decode.self, Simulate.self, CaptureCommand.self, Evaluate.self, Scan.self]
     )
 }
 

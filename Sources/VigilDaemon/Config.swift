@@ -18,6 +18,8 @@ struct VigilConfig: Decodable, Sendable {
     var devices: [DeviceEntry]
     /// `control:` — who may use the control socket (Access.swift).
     var control = Control()
+    /// `downlink:` (DownlinkConfig.swift).
+    var downlink = Downlink()
 
     struct Paths: Decodable, Sendable {
         var database = "/var/lib/vigil/vigil.sqlite"
@@ -258,6 +260,7 @@ struct VigilConfig: Decodable, Sendable {
     enum CodingKeys: String, CodingKey {
         case site, gateway, paths, broker, outbox, devices
         case control
+        case downlink
         case logLevel = "log_level"
     }
 
@@ -282,6 +285,7 @@ struct VigilConfig: Decodable, Sendable {
         outbox = try c.decodeIfPresent(Outbox.self, forKey: .outbox) ?? Outbox()
         devices = try c.decodeIfPresent([DeviceEntry].self, forKey: .devices) ?? []
         control = try c.decodeIfPresent(Control.self, forKey: .control) ?? Control()
+        downlink = try c.decodeIfPresent(Downlink.self, forKey: .downlink) ?? Downlink()
         var seen = Set<DeviceID>()
         for d in devices where !seen.insert(d.id).inserted {
             throw DecodingError.dataCorruptedError(forKey: .devices, in: c, debugDescription: "device id '\(d.id)' is used twice")

@@ -154,6 +154,13 @@ services.append(control)
 services.append(WatchdogService(store: store))
 services.append(DrainSampler(meter: statusReporter.drainMeter, forwarder: forwarder))
 services.append(RuleTicker(rules: rules, store: store, forwarder: forwarder, logger: Logger(label: "vigild.rules")))
+// The downlink: care-team commands on <prefix>/cmd/+ (DownlinkService.swift, docs/downlink.md).
+if setup.config.downlink.enabled {
+    services.append(DownlinkService(connection: connection, processor: DownlinkProcessor(
+        prefix: topics.prefix, limits: setup.config.downlink.limits, store: store, rules: rules, forwarder: forwarder,
+        connection: connection, carePlansDirectory: setup.config.paths.carePlans, startedAt: startedAt,
+        logger: Logger(label: "vigild.downlink")), logger: Logger(label: "vigild.downlink")))
+}
 
 let group = ServiceGroup(configuration: .init(
     services: services.map { .init(service: $0) },
