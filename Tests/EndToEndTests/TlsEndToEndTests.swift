@@ -126,3 +126,64 @@ import VitalSigns
 }
 
 func uniqueClient(_ base: String) -> String { "\(base)-\(getpid())-\(UInt32.random(in: 0...UInt32.max))" }
+
+/// Settings that break a cloud hub's limits are refused at load, naming the key.
+@Suite struct TlsHubConfigTests {
+    func check(_ brokerConfig: String, host: String = "localhost") throws -> (status: Int32, log: String) {
+        let vigild = try VigildProcess(brokerPort: 8883, devices: [], brokerHost: host, brokerConfig: brokerConfig)
+        defer { vigild.cleanUp() }
+        let argv = [VigildProcess.binDirectory + "/vigild", "--config", vigild.configPath, "--check-config"]
+        // --check-config prints the error on stderr: run it with stderr into a file.
+        let out = vigild.directory + "/check.out"
+        let pid = try MosquittoBroker.spawnTool(argv, output: out)
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        return ((status >> 8) & 0xFF, MosquittoBroker.readText(out))
+    }
+
+    @Test func azureRefusesMQTT5AndOtherTopics() throws {
+        let pki = try TestPKI()
+        defer { pki.cleanUp() }
+        let ca = try pki.makeCA("ca")
+        let azure = """
+              hub: azure-iot-hub
+              client_id: gw-1
+              username: example.azure-devices.net/gw-1/?api-version=2021-04-12
+              tls:
+                ca_file: \(ca.cert)
+
+            """
+        #expect(try check(azure).status == 0)
+        let v5 = try check(azure + "  protocol: mqtt5\n")
+        #expect(v5.status == 78)
+        #expect(v5.log.contains("broker.protocol"), "\(v5.log)")
+        let topic = try check(azure + "  topic_template: vigil/{site}/{kind}\n")
+        #expect(topic.status == 78)
+        #expect(topic.log.contains("broker.topic_template") && topic.log.contains("devices/"), "\(topic.log)")
+        let noTLS = try check("  hub: azure-iot-hub\n  username: h/gw/?api-version=2021-04-12\n")
+        #expect(noTLS.status == 78)
+        #expect(noTLS.log.contains("broker.tls"), "\(noTLS.log)")
+    }
+
+    @Test func awsRefusesReservedAndDeepTopics() throws {
+        let pki = try TestPKI()
+        defer { pki.cleanUp() }
+        let ca = try pki.makeCA("ca")
+        let gw = try pki.issueClient(ca: ca, name: "gw", commonName: "gw")
+        let aws = """
+              hub: aws-iot-core
+              tls:
+                ca_file: \(ca.cert)
+                cert_file: \(gw.cert)
+                key_file: \(gw.key)
+
+            """
+        #expect(try check(aws).status == 0)
+        let reserved = try check(aws + "  topic_template: $aws/things/{gateway}/{kind}\n")
+        #expect(reserved.status == 78)
+        #expect(reserved.log.contains("broker.topic_template"), "\(reserved.log)")
+        let deep = try check(aws + "  topic_template: a/b/c/d/e/f/{site}/{gateway}/{kind}\n")
+        #expect(deep.status == 78)
+        #expect(deep.log.contains("7"), "\(deep.log)")
+    }
+}
