@@ -407,13 +407,15 @@ public final class MQTTConnection: @unchecked Sendable {
     }
 
     /// After a failed attempt with no CONNACK refusal: a TLS failure shows in the log lines.
-    private func classifyTLSFailure() {
-        guard options.tls != nil, !refusedThisRound.load(ordering: .sequentiallyConsistent) else { return }
+    /// Returns whether it recorded a TLS refusal.
+    private func classifyTLSFailure() -> Bool {
+        guard options.tls != nil, !refusedThisRound.load(ordering: .sequentiallyConsistent) else { return false }
         let lines = attemptLog.withLock { $0 }
-        guard let kind = MQTTRefusal.kind(tlsLog: lines) else { return }
+        guard let kind = MQTTRefusal.kind(tlsLog: lines) else { return false }
         let detail = lines.last(where: { $0.lowercased().contains("ssl") || $0.lowercased().contains("alert") }) ?? lines.last ?? ""
         recordRefusal(kind, detail: detail)
         state.withLock { $0.lastError = "TLS: " + MQTTRefusal.explanation(kind, host: options.host, tls: options.tls) }
+        return true
     }
 
     private func onDisconnect(rc: Int32) {
@@ -485,6 +487,7 @@ public final class MQTTConnection: @unchecked Sendable {
         var everCalledConnect = false
         var socketOpen = false
         while !stopRequested {
+            var failedBeforeConnack: (code: Int32, reason: String)?
             acceptedThisRound.store(false, ordering: .sequentiallyConsistent)
             refusedThisRound.store(false, ordering: .sequentiallyConsistent)
             attemptLog.withLock { $0.removeAll() }
@@ -511,7 +514,14 @@ public final class MQTTConnection: @unchecked Sendable {
                                !refusedThisRound.load(ordering: .sequentiallyConsistent) { $0.lastError = error.description }
                             return was
                         }
-                        if wasConnected { broadcast(.disconnected(reason: error.reason)) }
+                        if wasConnected {
+                            broadcast(.disconnected(reason: error.reason))
+                        } else if !acceptedThisRound.load(ordering: .sequentiallyConsistent),
+                                  !refusedThisRound.load(ordering: .sequentiallyConsistent) {
+                            // Lost before any CONNACK (a TLS 1.3 client-certificate rejection
+                            // shows here): reported as a failed connect once classified below.
+                            failedBeforeConnack = (lrc, error.reason)
+                        }
                         break
                     }
                 }
@@ -520,9 +530,19 @@ public final class MQTTConnection: @unchecked Sendable {
                 let error = MQTTError(code: .init(rawValue: rc), errno: rc == MQTTError.Code.errno.rawValue ? err : nil,
                                       operation: everCalledConnect ? "mosquitto_reconnect" : "mosquitto_connect")
                 state.withLock { $0.lastError = "cannot connect to \(options.host):\(options.port): \(error.reason)" }
-                broadcast(.connectFailed(code: rc, reason: error.reason))
+                failedBeforeConnack = (rc, error.reason)
             }
-            if !acceptedThisRound.load(ordering: .sequentiallyConsistent) { classifyTLSFailure() }
+            if !acceptedThisRound.load(ordering: .sequentiallyConsistent) {
+                // A refusal stands while the broker keeps refusing; an attempt that failed
+                // for another reason (broker down, network) replaces it.
+                let tls = classifyTLSFailure()
+                if !tls, !refusedThisRound.load(ordering: .sequentiallyConsistent) {
+                    state.withLock { $0.refusal = nil }
+                }
+            }
+            if let (code, reason) = failedBeforeConnack {
+                broadcast(.connectFailed(code: code, reason: state.withLock { $0.refusal?.reason } ?? reason))
+            }
             if acceptedThisRound.load(ordering: .sequentiallyConsistent) { attempt = 0 }
             if stopRequested { break }
             if fallbackRequested.exchange(false, ordering: .sequentiallyConsistent) {

@@ -159,6 +159,23 @@ struct TlsConnectionTests {
         }
     }
 
+    @Test("a refusal gives way to the current cause: the broker gone is not 'wrong password'")
+    func refusalIsReplacedByOutage() async throws {
+        let world = try TlsWorld()
+        defer { world.cleanUp() }
+        let broker = try world.broker(requireCertificate: false, users: ["gw-user": "right"])
+        defer { broker.cleanUp() }
+        let conn = try MQTTConnection(options: world.options(broker, tls: MQTTTLSOptions(caFile: world.ca.cert),
+                                                             username: "gw-user", password: "wrong"))
+        let refused = try await awaitRefusals(conn, failures: 2)
+        #expect(refused.refusal?.kind == .notAuthorized)
+        broker.stop()
+        let cleared = await eventually(timeout: 10) { conn.snapshot.refusal == nil }
+        #expect(cleared, "\(String(describing: conn.snapshot.refusal))")
+        #expect(conn.snapshot.lastError?.contains("cannot connect") == true, "\(conn.snapshot.lastError ?? "")")
+        await conn.stop()
+    }
+
     @Test("auto falls back to MQTT 3.1.1 when the broker refuses MQTT 5, without a backoff")
     func fallbackTo311() async throws {
         let broker = try MosquittoBroker()
