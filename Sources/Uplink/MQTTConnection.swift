@@ -257,7 +257,10 @@ public final class MQTTConnection: @unchecked Sendable {
                                 reason: "minimum TLS version \(tls.minimumVersion) is not tlsv1.2 or tlsv1.3")
             }
             // The pinned CA file only (capath nil): the system trust store is not used.
-            try check(mosquitto_tls_set(h, tls.caFile, nil, tls.certFile, tls.keyFile, nil), "mosquitto_tls_set")
+            // The password callback answers "no passphrase": without it OpenSSL would prompt on
+            // the terminal for an encrypted key. An encrypted key then fails to load at connect
+            // (a tls_failure refusal); the configuration check refuses one earlier.
+            try check(mosquitto_tls_set(h, tls.caFile, nil, tls.certFile, tls.keyFile, { _, _, _, _ in 0 }), "mosquitto_tls_set")
             // SSL_VERIFY_PEER (1); "tlsv1.2" makes libmosquitto refuse SSLv3, TLS 1.0 and 1.1.
             try check(mosquitto_tls_opts_set(h, 1, tls.minimumVersion, tls.ciphers), "mosquitto_tls_opts_set")
             try check(mosquitto_tls_insecure_set(h, !tls.verifyHostname), "mosquitto_tls_insecure_set")

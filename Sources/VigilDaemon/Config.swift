@@ -111,7 +111,7 @@ struct VigilConfig: Decodable, Sendable {
                         throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "\(path): \(problem)")
                     }
                 }
-                if let keyFile, let problem = Self.exposedKey(keyFile) {
+                if let keyFile, let problem = Self.exposedKey(keyFile) ?? Self.encryptedKey(keyFile) {
                     throw DecodingError.dataCorruptedError(forKey: .keyFile, in: c, debugDescription: "\(keyFile): \(problem)")
                 }
             }
@@ -139,6 +139,25 @@ struct VigilConfig: Decodable, Sendable {
                 guard stat(path, &st) == 0 else { return nil }
                 if st.st_mode & 0o007 != 0 {
                     return "the private key is accessible to every user (mode \(String(st.st_mode & 0o777, radix: 8))); chmod o-rwx it (e.g. 0640 root:vigil)"
+                }
+                return nil
+            }
+
+            /// An encrypted PEM key ("ENCRYPTED PRIVATE KEY", or a legacy "Proc-Type: 4,ENCRYPTED"
+            /// header) cannot be loaded unattended. Reads the file's first 4 KiB; reports only
+            /// that it is encrypted, never its content.
+            static func encryptedKey(_ path: String) -> String? {
+                var fd: Int32
+                repeat { fd = open(path, O_RDONLY | O_CLOEXEC) } while fd < 0 && errno == EINTR
+                guard fd >= 0 else { return nil }
+                defer { close(fd) }
+                var buf = [UInt8](repeating: 0, count: 4096)
+                var n: Int
+                repeat { n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } } while n < 0 && errno == EINTR
+                guard n > 0 else { return nil }
+                let head = String(decoding: buf[0..<n], as: UTF8.self)
+                if head.contains("ENCRYPTED PRIVATE KEY") || head.contains("Proc-Type: 4,ENCRYPTED") {
+                    return "the private key is encrypted; vigild needs an unencrypted key protected by file permissions (openssl pkey -in KEY -out KEY.plain)"
                 }
                 return nil
             }

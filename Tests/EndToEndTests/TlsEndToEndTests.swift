@@ -187,3 +187,27 @@ func uniqueClient(_ base: String) -> String { "\(base)-\(getpid())-\(UInt32.rand
         #expect(deep.log.contains("7"), "\(deep.log)")
     }
 }
+
+extension TlsHubConfigTests {
+    @Test func anEncryptedOrWorldReadableKeyIsRefusedAtLoad() throws {
+        let pki = try TestPKI()
+        defer { pki.cleanUp() }
+        let ca = try pki.makeCA("ca")
+        let gw = try pki.issueClient(ca: ca, name: "gw", commonName: "gw")
+        let encrypted = pki.directory + "/gw-encrypted.key"
+        try MosquittoBroker.runTool(["/usr/bin/openssl", "pkey", "-in", gw.key, "-aes256", "-passout", "pass:not-logged",
+                                     "-out", encrypted])
+        chmod(encrypted, 0o600)
+        func config(_ key: String) -> String {
+            "  tls:\n    ca_file: \(ca.cert)\n    cert_file: \(gw.cert)\n    key_file: \(key)\n"
+        }
+        #expect(try check(config(gw.key)).status == 0)
+        let enc = try check(config(encrypted))
+        #expect(enc.status == 78)
+        #expect(enc.log.contains("broker.tls.key_file") && enc.log.contains("encrypted"), "\(enc.log)")
+        chmod(gw.key, 0o644)
+        let open = try check(config(gw.key))
+        #expect(open.status == 78)
+        #expect(open.log.contains("broker.tls.key_file") && open.log.contains("every user"), "\(open.log)")
+    }
+}
