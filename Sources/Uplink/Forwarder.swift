@@ -34,7 +34,8 @@ public final class Forwarder: Sendable {
         public var deliveredBatchSize: Int
         /// Re-checks the outbox this often even without `notify()`, in case a signal was missed.
         public var fallbackInterval: Duration
-        /// Publish a retained `online` status on every connect.
+        /// Publish an `online` status on every connect (retained where the hub keeps retained
+        /// messages, `Topics.retainStatus`).
         public var publishStatus: Bool
         /// How outbox items become MQTT messages (default: one `vigil.*/1` JSON message each).
         public var encoding: any UplinkEncoding
