@@ -90,6 +90,26 @@ struct TlsConnectionTests {
                                 options: world.options(broker, tls: world.mtls(caFile: world.otherCA.cert)), broker: broker)
     }
 
+    @Test("no reconnect storm: attempts over a 3 s window stay within what the grown backoff allows")
+    func attemptsBoundedOverAWindow() async throws {
+        let world = try TlsWorld()
+        defer { world.cleanUp() }
+        let broker = try world.broker()
+        defer { broker.cleanUp() }
+        let conn = try MQTTConnection(options: world.options(broker, tls: world.mtls(world.strangerClient)))
+        // After 5 failures the delay range is [400, 800] ms (min 50 ms doubling, cap 800 ms).
+        _ = try await awaitRefusals(conn, failures: 5)
+        let before = conn.snapshot.connectAttempts
+        // The window itself is what is measured: a plain wait is the point here.
+        try await Task.sleep(for: .seconds(3))
+        let during = conn.snapshot.connectAttempts - before
+        await conn.stop()
+        // At most one attempt per 400 ms floor, plus the one in progress: 3 s / 0.4 s + 1.
+        // A client without backoff would make hundreds (a refused TLS handshake takes ~1 ms).
+        #expect(during <= 9, "\(during) attempts in 3 s")
+        #expect(during >= 2, "it keeps trying: \(during) attempts in 3 s")
+    }
+
     @Test("hostname verification: a trusted certificate issued for another name is refused unless verification is off")
     func hostnameMismatch() async throws {
         let world = try TlsWorld()
