@@ -12,11 +12,14 @@ public struct MQTTWill: Sendable, Hashable {
     /// 0, 1 or 2. Vigil uses 1.
     public var qos: Int32
     public var retain: Bool
-    public init(topic: String, payload: [UInt8], qos: Int32 = 1, retain: Bool = true) {
+    /// MQTT 5 will properties (§3.1.3.2): sent only when the connection starts as MQTT 5.
+    public var properties: PublishProperties
+    public init(topic: String, payload: [UInt8], qos: Int32 = 1, retain: Bool = true, properties: PublishProperties = .init()) {
         self.topic = topic
         self.payload = payload
         self.qos = qos
         self.retain = retain
+        self.properties = properties
     }
 }
 
@@ -277,8 +280,19 @@ public final class MQTTConnection: @unchecked Sendable {
             guard will.payload.count <= Int(Int32.max) else {
                 throw MQTTError(code: .payloadSize, operation: "mosquitto_will_set")
             }
-            let rc = will.payload.withUnsafeBytes { buf in
-                mosquitto_will_set(h, will.topic, Int32(buf.count), buf.baseAddress, will.qos, will.retain)
+            var rc: Int32
+            if startVersion == .mqtt5, !will.properties.isEmpty {
+                // On success libmosquitto owns the list; it writes it only in an MQTT 5 CONNECT,
+                // so a fallback to 3.1.1 simply leaves it out.
+                var list: OpaquePointer? = try Self.propertyList(will.properties)
+                rc = will.payload.withUnsafeBytes { buf in
+                    mosquitto_will_set_v5(h, will.topic, Int32(buf.count), buf.baseAddress, will.qos, will.retain, list)
+                }
+                if rc != MQTTError.Code.success.rawValue { mosquitto_property_free_all(&list) }
+            } else {
+                rc = will.payload.withUnsafeBytes { buf in
+                    mosquitto_will_set(h, will.topic, Int32(buf.count), buf.baseAddress, will.qos, will.retain)
+                }
             }
             try check(rc, "mosquitto_will_set")
         }
@@ -649,23 +663,38 @@ public final class MQTTConnection: @unchecked Sendable {
     /// Message Expiry Interval (0x02), Content Type (0x03), User Property (0x26).
     private func publishV5(_ mid: inout Int32, topic: String, payload: [UInt8], qos: Int32, retain: Bool,
                            properties: PublishProperties) -> Int32 {
-        var list: OpaquePointer? = nil
+        var list: OpaquePointer?
+        do {
+            list = try Self.propertyList(properties)
+        } catch {
+            return error.code.rawValue
+        }
         defer { mosquitto_property_free_all(&list) }
-        if let expiry = properties.messageExpirySeconds {
-            let rc = mosquitto_property_add_int32(&list, Int32(MQTT_PROP_MESSAGE_EXPIRY_INTERVAL.rawValue), expiry)
-            if rc != MQTTError.Code.success.rawValue { return rc }
-        }
-        if let type = properties.contentType {
-            let rc = mosquitto_property_add_string(&list, Int32(MQTT_PROP_CONTENT_TYPE.rawValue), type)
-            if rc != MQTTError.Code.success.rawValue { return rc }
-        }
-        for p in properties.userProperties {
-            let rc = mosquitto_property_add_string_pair(&list, Int32(MQTT_PROP_USER_PROPERTY.rawValue), p.name, p.value)
-            if rc != MQTTError.Code.success.rawValue { return rc }
-        }
         return payload.withUnsafeBytes { buf in
             mosquitto_publish_v5(handle, &mid, topic, Int32(buf.count), buf.baseAddress, qos, retain, list)
         }
+    }
+
+    /// A libmosquitto property list (caller frees it, or hands it over): Message Expiry
+    /// Interval (0x02), Content Type (0x03), User Property (0x26), MQTT 5 §3.3.2.3.
+    private static func propertyList(_ properties: PublishProperties) throws(MQTTError) -> OpaquePointer? {
+        var list: OpaquePointer? = nil
+        func check(_ rc: Int32) throws(MQTTError) {
+            guard rc == MQTTError.Code.success.rawValue else {
+                mosquitto_property_free_all(&list)
+                throw MQTTError(code: .init(rawValue: rc), operation: "mosquitto_property_add")
+            }
+        }
+        if let expiry = properties.messageExpirySeconds {
+            try check(mosquitto_property_add_int32(&list, Int32(MQTT_PROP_MESSAGE_EXPIRY_INTERVAL.rawValue), expiry))
+        }
+        if let type = properties.contentType {
+            try check(mosquitto_property_add_string(&list, Int32(MQTT_PROP_CONTENT_TYPE.rawValue), type))
+        }
+        for p in properties.userProperties {
+            try check(mosquitto_property_add_string_pair(&list, Int32(MQTT_PROP_USER_PROPERTY.rawValue), p.name, p.value))
+        }
+        return list
     }
 
     /// Subscribes to a topic filter; returns the SUBSCRIBE's message ID. With a persistent

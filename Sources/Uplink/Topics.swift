@@ -202,8 +202,10 @@ public struct Topics: Sendable, Hashable {
     }
 
     /// The last will to put in `MQTTOptions`: `{"schema":"vigil.status/1","state":"offline"}`,
-    /// QoS 1, retained where the hub keeps retained messages.
+    /// QoS 1, retained where the hub keeps retained messages, with the `schema` user property
+    /// on MQTT 5.
     public var offlineWill: MQTTWill {
-        MQTTWill(topic: status, payload: PayloadEncoder.status(.offline), qos: 1, retain: retainStatus)
+        MQTTWill(topic: status, payload: PayloadEncoder.status(.offline), qos: 1, retain: retainStatus,
+                 properties: PublishProperties(contentType: "application/json", userProperties: [.init("schema", "vigil.status/1")]))
     }
 }

@@ -163,7 +163,9 @@ struct TlsForwarderTests {
         defer { broker.cleanUp() }
         let v5 = try await V5Subscriber.start(broker: broker, topic: topics.prefix + "/#", directory: world.pki.directory)
         defer { v5.stop() }
-        let rig = try StoreRig.start(options: world.options(broker, tls: world.mtls()), topics: topics, encoding: ExpiringEncoding())
+        var options = world.options(broker, tls: world.mtls())
+        options.will = topics.offlineWill
+        let rig = try StoreRig.start(options: options, topics: topics, encoding: ExpiringEncoding())
         try await rig.store.commit(readings: [Fixtures.reading(1)], escalations: [Fixtures.escalation(1)])
         rig.forwarder.notify()
         let lines = await v5.waitFor(count: 4)  // probe, status, escalation, reading
@@ -178,6 +180,11 @@ struct TlsForwarderTests {
         #expect(escalation.contains("expiry=|"), "an escalation must never expire: \(lines)")
         #expect(status.contains("props=schema:vigil.status/1"), "\(lines)")
         #expect(rig.connection.snapshot.protocolVersion == .mqtt5)
+        // The last will carries the schema too.
+        rig.connection.simulateNetworkFailure()
+        let withWill = await v5.waitFor(count: 5)
+        let will = withWill.last { $0.hasPrefix(topics.status + "|") && $0.contains("offline") } ?? ""
+        #expect(will.contains("props=schema:vigil.status/1"), "\(withWill)")
         await rig.stop()
     }
 
