@@ -453,6 +453,12 @@ struct VigilConfig: Decodable, Sendable {
         } catch {
             throw DecodingError.dataCorruptedError(forKey: .broker, in: c, debugDescription: "topic_template: \(error.reason)")
         }
+        // Azure IoT Hub: the MQTT client ID is the device ID, and the user name names it.
+        if broker.hub == .azureIoTHub, let user = broker.username, !user.contains("/\(clientID)/?api-version=") {
+            throw DecodingError.dataCorruptedError(
+                forKey: .broker, in: c,
+                debugDescription: "username: Azure IoT Hub needs <hub>.azure-devices.net/\(clientID)/?api-version=…, with the client ID (\(clientID)) as device ID")
+        }
     }
 
     /// The topic prefix with `{site}` and `{gateway}` filled in.
