@@ -82,7 +82,7 @@ let package = Package(
             "ReadingStore", "VitalSigns", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SerialLinkTests", dependencies: ["SerialLink", "VigilTestKit", "DeviceDecoding", "DeviceProfiles", "StrictYAML"]),
-        .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VigilTestKit", "VitalSigns"]),
+        .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VigilTestKit", "VitalSigns", "ReadingStore"]),
         .testTarget(name: "BluetoothLinkTests", dependencies: ["BluetoothLink", "VigilTestKit", "DeviceDecoding", "VitalSigns"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VigilTestKit", "VitalSigns", "Uplink", "SerialLink", "BluetoothLink", "DeviceDecoding"]),
     ]

@@ -97,7 +97,8 @@ public final class ReadingStore: OutboxSource {
     private let writer: StoreWriter
     private let reader: Mutex<SQLiteConnection>
     private let logger: Logger
-    private let clock: @Sendable () -> Timestamp
+    /// Internal (not private) for the query extensions in other files (Quarantine.swift).
+    let clock: @Sendable () -> Timestamp
     /// The database file path.
     public let path: String
     /// The migrations this open applied, in order (empty when the schema was already current).

@@ -20,7 +20,7 @@ struct ForwardingService: Service {
             await forwarder.run()
         }
         // Graceful shutdown: tell the care team this gateway is going away on purpose.
-        _ = try? connection.publish(topic: topics.status, payload: PayloadEncoder.status(.offline), qos: 1, retain: true)
+        _ = try? connection.publish(topic: topics.status, payload: PayloadEncoder.status(.offline), qos: 1, retain: topics.retainStatus)
         await connection.stop()
         logger.info("uplink stopped", metadata: ["outbox.acknowledged": "\(forwarder.stats.acknowledged)"])
     }
@@ -118,6 +118,15 @@ struct StatusReporter: Sendable {
             ("in_flight", .int(Int64(fwd.inFlight))),
             ("drain_rate_per_second", drainMeter.ratePerSecond().map { .double(($0 * 10).rounded() / 10) } ?? .null),
             ("last_publish_error", fwd.lastPublishError.map { .string($0) } ?? .null),
+            // Issue 6 (docs/security.md): TLS, MQTT version, why the broker refuses us, and
+            // what it refused to accept (quarantined items).
+            ("tls", .bool(mqtt.tls)),
+            ("protocol", .string(mqtt.protocolVersion.rawValue)),
+            ("refusal", mqtt.refusal.map { r -> JSONValue in
+                .object([("kind", .string(r.kind.rawValue)), ("reason", .string(r.reason)), ("since", time(r.since))])
+            } ?? .null),
+            ("quarantined", .int(Int64(fwd.quarantined))),
+            ("last_publish_refusal", fwd.lastPublishRefusal.map { .string($0) } ?? .null),
         ])
 
         var outbox: JSONValue = .null

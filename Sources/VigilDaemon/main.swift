@@ -90,7 +90,7 @@ do {
 let topics: Topics
 let connection: MQTTConnection
 do {
-    topics = try Topics(prefix: setup.config.topicPrefix)
+    topics = try setup.config.topics()
     var options = MQTTOptions(
         host: setup.config.broker.host, port: setup.config.broker.port, clientID: setup.config.clientID,
         keepAliveSeconds: Int32(setup.config.broker.keepAliveSeconds))
@@ -101,6 +101,9 @@ do {
     options.reconnectDelayMin = .milliseconds(setup.config.broker.reconnectMinMilliseconds)
     options.reconnectDelayMax = .milliseconds(setup.config.broker.reconnectMaxMilliseconds)
     options.maxInFlight = UInt32(setup.config.outbox.maxInFlight)
+    // TLS, MQTT version (docs/security.md, docs/cloud-topics.md). Azure IoT Hub: 3.1.1 only.
+    options.tls = setup.config.broker.tls?.options
+    options.protocolVersion = setup.config.broker.hub == .azureIoTHub ? .mqtt311 : setup.config.broker.protocolVersion
     connection = try MQTTConnection(options: options)
 } catch {
     logger.critical("cannot set up the MQTT client", metadata: ["error": "\(error)"])
