@@ -106,28 +106,36 @@ struct StatusReporter: Sendable {
 
         let mqtt = connection.snapshot
         let fwd = forwarder.stats
-        let uplink: JSONValue = .object([
+        // Built in pieces: one literal this long is beyond the type checker's time limit.
+        let drainRate: JSONValue = drainMeter.ratePerSecond().map { .double(($0 * 10).rounded() / 10) } ?? .null
+        let refusal: JSONValue = mqtt.refusal.map { r -> JSONValue in
+            .object([("kind", .string(r.kind.rawValue)), ("reason", .string(r.reason)), ("since", time(r.since))])
+        } ?? .null
+        var uplinkFields: [(String, JSONValue)] = [
             ("broker", .string("\(config.broker.host):\(config.broker.port)")),
             ("connected", .bool(mqtt.connected)),
             ("last_error", mqtt.lastError.map { .string($0) } ?? .null),
             ("last_connected_at", time(mqtt.lastConnectedAt)),
             ("reconnect_attempts", .int(Int64(mqtt.connectAttempts))),
             ("consecutive_failures", .int(Int64(mqtt.consecutiveFailures))),
+        ]
+        uplinkFields += [
             ("published", .int(Int64(fwd.published))),
             ("acknowledged", .int(Int64(fwd.acknowledged))),
             ("in_flight", .int(Int64(fwd.inFlight))),
-            ("drain_rate_per_second", drainMeter.ratePerSecond().map { .double(($0 * 10).rounded() / 10) } ?? .null),
+            ("drain_rate_per_second", drainRate),
             ("last_publish_error", fwd.lastPublishError.map { .string($0) } ?? .null),
-            // Issue 6 (docs/security.md): TLS, MQTT version, why the broker refuses us, and
-            // what it refused to accept (quarantined items).
+        ]
+        // Issue 6 (docs/security.md): TLS, MQTT version, why the broker refuses us, and
+        // what it refused to accept (quarantined items).
+        uplinkFields += [
             ("tls", .bool(mqtt.tls)),
             ("protocol", .string(mqtt.protocolVersion.rawValue)),
-            ("refusal", mqtt.refusal.map { r -> JSONValue in
-                .object([("kind", .string(r.kind.rawValue)), ("reason", .string(r.reason)), ("since", time(r.since))])
-            } ?? .null),
+            ("refusal", refusal),
             ("quarantined", .int(Int64(fwd.quarantined))),
             ("last_publish_refusal", fwd.lastPublishRefusal.map { .string($0) } ?? .null),
-        ])
+        ]
+        let uplink: JSONValue = .object(uplinkFields)
 
         var outbox: JSONValue = .null
         var storeDoc: JSONValue = .object([("error", "unavailable")])
