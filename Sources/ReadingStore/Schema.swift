@@ -139,6 +139,8 @@ enum Schema {
             -- The latest event of each (patient, rule), for re-alert suppression after a restart.
             CREATE INDEX escalations_rule ON escalations(patient, rule, updated_at);
             """),
+        // Access control and the technician views (Audit.swift).
+        Schema.auditMigration,
     ]
 
     /// Brings the database up to date, refusing one this Vigil does not understand.

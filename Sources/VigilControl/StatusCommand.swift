@@ -4,27 +4,29 @@ import VitalSigns
 
 struct Status: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Is this home OK? Uplink, outbox, devices and store on one screen.",
-        discussion: "Exit status 0 when everything is working, 1 when something needs attention, 69 when vigild is not reachable.")
+        abstract: "Is this home OK? Uplink, devices, outbox, disk, clock and escalations on one screen.",
+        discussion: """
+            Prints a verdict line (OK, or ATTENTION with each problem), then one line per part \
+            of the gateway, then what to do next for each problem. Needs membership of the \
+            'vigil' group (control.member_group). Shows no patient data. \
+            Exit status: 0 everything is working, 1 something needs attention, 69 vigild is \
+            not reachable, 77 permission denied.
+            """)
 
     @OptionGroup var connection: ConnectionOptions
 
     func run() async throws {
-        let reply: JSONValue
-        do {
-            reply = try ControlClient.request(.object([("command", "status")]), socketPath: connection.socketPath)
-        } catch {
-            printError(error.description)
-            throw ExitStatus.unavailable
-        }
-        guard reply["ok"]?.boolValue == true, let status = reply["status"] else {
-            printError("vigild refused the request: \(reply["error"]?.stringValue ?? "no reason given")")
-            throw ExitStatus.unavailable
-        }
+        let status = try ViewClient.call("status", connection: connection, key: "status")
         let report = StatusReport(status)
         if connection.json {
-            print(JSONValue.object([("verdict", .string(report.verdict)), ("problems", .array(report.problems.map { .string($0) })),
-                                    ("status", status)]).serialized)
+            print(JSONValue.object([
+                ("verdict", .string(report.verdict)), ("problems", .array(report.problems.map { .string($0) })),
+                ("next_steps", .array(report.problems.indices.map { i in
+                    .object([("problem", .string(report.problems[i])), ("do", .string(report.actions[i]))])
+                })),
+                ("warnings", .array(report.warnings.map { .string($0) })),
+                ("status", status),
+            ]).serialized)
         } else {
             print(report.text)
         }
@@ -32,11 +34,110 @@ struct Status: AsyncParsableCommand {
     }
 }
 
+extension ExitStatus {
+    /// EX_SOFTWARE: vigild answered with an error (the message is printed).
+    static let daemonError = ExitCode(70)
+    /// EX_NOPERM: the caller's groups do not allow the command.
+    static let noPermission = ExitCode(77)
+}
+
+/// Calls one view command on vigild and maps every failure to a message and an exit status:
+/// 69 unreachable, 77 permission denied, 70 any other error vigild reports.
+enum ViewClient {
+    static func call(_ command: String, _ arguments: [(String, JSONValue)] = [], connection: ConnectionOptions,
+                     key: String? = nil) throws -> JSONValue {
+        let reply: JSONValue
+        do {
+            reply = try ControlClient.request(.object([("command", .string(command))] + arguments), socketPath: connection.socketPath)
+        } catch {
+            printError(error.description)
+            throw ExitStatus.unavailable
+        }
+        guard reply["ok"]?.boolValue == true else {
+            let message = reply["error"]?.stringValue ?? "no reason given"
+            if reply["code"]?.stringValue == "permission_denied" {
+                printError(message)
+                throw ExitStatus.noPermission
+            }
+            if message.hasPrefix("unknown command") {
+                printError("this vigild does not support '\(command)' (\(message)); upgrade vigild")
+                throw ExitStatus.unavailable
+            }
+            printError("vigild: \(message)")
+            throw ExitStatus.daemonError
+        }
+        if let key {
+            guard let value = reply[key] else {
+                printError("vigild's reply has no '\(key)'")
+                throw ExitStatus.daemonError
+            }
+            return value
+        }
+        return reply
+    }
+
+    /// `--since` as vigild wants it: RFC 3339 as given, or a relative age (`90s`, `30m`, `2h`,
+    /// `7d`) turned into a UTC time by this machine's clock.
+    static func since(_ text: String?) throws -> JSONValue {
+        guard let text else { return .null }
+        if let t = Timestamp(iso8601: text) { return .string(t.iso8601) }
+        let units: [Character: Int64] = ["s": 1, "m": 60, "h": 3600, "d": 86_400]
+        guard let unit = text.last, let scale = units[unit], let n = Int64(text.dropLast()), n >= 0, n < 100_000 else {
+            throw ValidationError("--since must be an RFC 3339 time (2026-11-25T08:00:00Z) or an age such as 90s, 30m, 2h, 7d")
+        }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let ms = Int64(now.tv_sec) * 1000 + Int64(now.tv_nsec) / 1_000_000 - n * scale * 1000
+        return .string(Timestamp(millisecondsSinceEpoch: ms).iso8601)
+    }
+}
+
+/// Plain-text tables: columns padded to their widest cell, two spaces apart.
+func textTable(_ header: [String], _ rows: [[String]]) -> String {
+    var widths = header.map(\.count)
+    for row in rows {
+        for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) }
+    }
+    func line(_ cells: [String]) -> String {
+        var out = ""
+        for (i, cell) in cells.enumerated() {
+            out += i == cells.count - 1 ? cell : cell + String(repeating: " ", count: widths[i] - cell.count + 2)
+        }
+        return out
+    }
+    func trimmed(_ s: String) -> String {
+        var s = s
+        while s.last == " " { s.removeLast() }
+        return s
+    }
+    return ([line(header)] + rows.map(line)).map(trimmed).joined(separator: "\n")
+}
+
+/// `2026-11-25 08:00:01` from an RFC 3339 UTC string (the views print UTC throughout).
+func shortTime(_ value: JSONValue?) -> String {
+    guard let s = value?.stringValue else { return "-" }
+    let t = s.replacingOccurrences("T", " ").replacingOccurrences("Z", "")
+    return String(t.prefix(19))
+}
+
+extension String {
+    func replacingOccurrences(_ a: String, _ b: String) -> String { split(separator: a, omittingEmptySubsequences: false).joined(separator: b) }
+}
+
 /// Turns vigild's status document into a verdict and a screen a technician can read in ten seconds.
 struct StatusReport {
     let status: JSONValue
     var problems: [String] = []
+    /// What to do next, one per problem.
+    var actions: [String] = []
+    /// Worth knowing, but readings are still stored and forwarded.
+    var warnings: [String] = []
     var lines: [String] = []
+
+    private mutating func problem(_ text: String, do action: String) {
+        problems.append(text)
+        actions.append(action)
+    }
 
     init(_ status: JSONValue) {
         self.status = status
@@ -49,7 +150,14 @@ struct StatusReport {
         let head = problems.isEmpty
             ? "VERDICT: OK — readings are being stored and forwarded."
             : "VERDICT: ATTENTION — " + problems.joined(separator: "; ")
-        return ([head, ""] + lines).joined(separator: "\n")
+        var out = [head, ""] + lines
+        if !problems.isEmpty {
+            out += ["", "What to do next:"] + problems.indices.map { "  • \(problems[$0]): \(actions[$0])" }
+        }
+        if !warnings.isEmpty {
+            out += ["", "Note:"] + warnings.map { "  • \($0)" }
+        }
+        return out.joined(separator: "\n")
     }
 
     private static func age(_ seconds: Double?) -> String {
@@ -102,7 +210,8 @@ struct StatusReport {
         } else {
             let reason = up?["last_error"]?.stringValue ?? "not connected yet"
             lines.append("Uplink     NOT CONNECTED to \(broker): \(reason)  (reconnect attempts \(up?["reconnect_attempts"]?.int64Value ?? 0))")
-            problems.append("the broker is unreachable (\(reason)); readings are kept and will be sent when it returns")
+            problem("the broker is unreachable (\(reason)); readings are kept and will be sent when it returns",
+                    do: "check the home's internet connection and router, then run vigilctl diagnose (broker reachability, TLS certificates)")
         }
 
         let outbox = status["outbox"]
@@ -114,7 +223,8 @@ struct StatusReport {
             if depth > 0 { outboxLine += " (oldest \(Self.age(l?["oldest_age_seconds"]?.doubleValue)))" }
             outboxLine += " ·"
             if let age = l?["oldest_age_seconds"]?.doubleValue, depth > 0, age > 300 {
-                problems.append("\(lane) have waited \(Int(age / 60)) min to be delivered")
+                problem("\(lane) have waited \(Int(age / 60)) min to be delivered",
+                        do: "watch the backlog drain with vigilctl outbox --follow; if it does not move, check the uplink (vigilctl diagnose)")
             }
         }
         lines.append(String(outboxLine.dropLast(2)))
@@ -122,7 +232,7 @@ struct StatusReport {
         let devices = status["devices"]?.arrayValue ?? []
         if devices.isEmpty {
             lines.append("Devices    none configured")
-            problems.append("no devices are configured")
+            problem("no devices are configured", do: "pair the patient's devices (vigilctl pair, or vigilctl setup)")
         }
         for (i, d) in devices.enumerated() {
             let id = d["id"]?.stringValue ?? "?"
@@ -139,14 +249,16 @@ struct StatusReport {
                 if state != "connected", let reason = d["reason"]?.stringValue { line += "\n           └ \(reason)" }
                 lines.append(line)
                 if state == "unavailable" || state == "error" {
-                    problems.append("device \(id) is \(state)\(d["reason"]?.stringValue.map { ": \($0)" } ?? "")")
+                    problem("device \(id) is \(state)\(d["reason"]?.stringValue.map { ": \($0)" } ?? "")",
+                            do: "check the device is switched on, charged and near the gateway; vigilctl devices shows its last error")
                 }
                 continue
             }
             if state != "open", let reason = d["reason"]?.stringValue { line += "\n           └ \(reason)" }
             lines.append(line)
             if state != "open" {
-                problems.append("device \(id) is \(state)\(d["reason"]?.stringValue.map { ": \($0)" } ?? "")")
+                problem("device \(id) is \(state)\(d["reason"]?.stringValue.map { ": \($0)" } ?? "")",
+                        do: "check the cable and the device's power; vigilctl diagnose checks the serial ports and their permissions")
             }
         }
 
@@ -154,9 +266,44 @@ struct StatusReport {
         let evicted = store?["evicted_total"]?.int64Value ?? 0
         lines.append("Store      \(Self.bytes(store?["size_bytes"]?.int64Value ?? 0))  readings \(store?["readings"]?.int64Value ?? 0) of \(store?["capacity_readings"]?.int64Value ?? 0)  evicted \(evicted)")
         if evicted > 0 {
-            problems.append("\(evicted) undelivered readings were evicted because the outbox was full (reported upstream)")
+            problem("\(evicted) undelivered readings were evicted because the outbox was full (reported upstream)",
+                    do: "restore the uplink so the backlog drains; tell the care team that readings were lost")
         }
-        lines.append("Escalations \(status["escalations"]?["open"]?.int64Value ?? 0) open")
+
+        if let disk = status["disk"], disk != .null {
+            if let error = disk["error"]?.stringValue {
+                lines.append("Disk       \(disk["path"]?.stringValue ?? "?"): \(error)")
+                warnings.append("free disk space is unknown (\(error))")
+            } else {
+                let free = disk["free_bytes"]?.int64Value ?? 0
+                let percent = disk["free_percent"]?.doubleValue ?? 0
+                lines.append("Disk       \(Self.bytes(free)) free (\(JSONValue.format(percent)) %) on \(disk["path"]?.stringValue ?? "?")")
+                if free < 64 << 20 || percent < 2 {
+                    problem("the disk holding the database is almost full (\(Self.bytes(free)) free)",
+                            do: "free space on \(disk["path"]?.stringValue ?? "the data partition") or replace the SD card; vigilctl diagnose checks its health")
+                } else if percent < 10 {
+                    warnings.append("the disk holding the database has \(JSONValue.format(percent)) % free")
+                }
+            }
+        }
+
+        if let clock = status["clock"], clock != .null {
+            switch clock["synchronised"]?.boolValue {
+            case true?:
+                lines.append("Clock      synchronised (max error \(clock["max_error_ms"]?.int64Value ?? 0) ms)")
+            case false?:
+                lines.append("Clock      NOT synchronised")
+                warnings.append("the system clock is not synchronised by NTP: reading times are only as good as this clock (enable systemd-timesyncd or chrony)")
+            case nil:
+                lines.append("Clock      sync state unknown")
+            }
+        }
+
+        let open = status["escalations"]?["open"]?.int64Value ?? 0
+        lines.append("Escalations \(open) open")
+        if open > 0 {
+            warnings.append("\(open) escalation(s) open: the care team has been alerted (vigilctl escalations)")
+        }
     }
 }
 

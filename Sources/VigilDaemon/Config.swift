@@ -16,6 +16,8 @@ struct VigilConfig: Decodable, Sendable {
     var broker: Broker
     var outbox: Outbox
     var devices: [DeviceEntry]
+    /// `control:` — who may use the control socket (Access.swift).
+    var control = Control()
 
     struct Paths: Decodable, Sendable {
         var database = "/var/lib/vigil/vigil.sqlite"
@@ -255,6 +257,7 @@ struct VigilConfig: Decodable, Sendable {
 
     enum CodingKeys: String, CodingKey {
         case site, gateway, paths, broker, outbox, devices
+        case control
         case logLevel = "log_level"
     }
 
@@ -278,6 +281,7 @@ struct VigilConfig: Decodable, Sendable {
         broker = try c.decode(Broker.self, forKey: .broker)
         outbox = try c.decodeIfPresent(Outbox.self, forKey: .outbox) ?? Outbox()
         devices = try c.decodeIfPresent([DeviceEntry].self, forKey: .devices) ?? []
+        control = try c.decodeIfPresent(Control.self, forKey: .control) ?? Control()
         var seen = Set<DeviceID>()
         for d in devices where !seen.insert(d.id).inserted {
             throw DecodingError.dataCorruptedError(forKey: .devices, in: c, debugDescription: "device id '\(d.id)' is used twice")

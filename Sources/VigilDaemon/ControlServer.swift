@@ -13,7 +13,14 @@ import VitalSigns
 final class ControlServer: @unchecked Sendable {
     // Safety: the listening fd and the stop flag live in a Mutex; `thread` is touched only
     // by start() and stop(), which the daemon calls once each from its main task.
-    struct Caller: Sendable { var pid: Int32; var uid: UInt32; var gid: UInt32 }
+    /// Who connected: SO_PEERCRED's pid, uid and primary gid, and SO_PEERGROUPS' supplementary
+    /// groups, all as they were at connect().
+    struct Caller: Sendable {
+        var pid: Int32
+        var uid: UInt32
+        var gid: UInt32
+        var groups: [UInt32] = []
+    }
     typealias Handler = @Sendable (JSONValue, Caller) async -> JSONValue
 
     struct StartError: Error, CustomStringConvertible {
@@ -23,6 +30,8 @@ final class ControlServer: @unchecked Sendable {
     }
 
     private let path: String
+    /// The group that owns the socket file (the member group), when it exists.
+    private let socketGroup: UInt32?
     private let handler: Handler
     private let logger: Logger
     private let listener = Mutex<(fd: Int32, stopping: Bool)>((-1, false))
@@ -34,13 +43,16 @@ final class ControlServer: @unchecked Sendable {
 
     static let maxRequestBytes = 64 * 1024
 
-    init(path: String, logger: Logger, handler: @escaping Handler) {
+    init(path: String, socketGroup: UInt32? = nil, logger: Logger, handler: @escaping Handler) {
         self.path = path
+        self.socketGroup = socketGroup
         self.logger = logger
         self.handler = handler
     }
 
-    /// Binds the socket (mode 0660) and starts the accept thread.
+    /// Binds the socket (mode 0660, group-owned by `socketGroup` when given) and starts the
+    /// accept thread. Connecting to a Unix socket needs write permission on its file (unix(7)),
+    /// so the file mode is the first gate; the per-command role check is the second.
     func start() throws(StartError) {
         try makeParentDirectory()
         var address = sockaddr_un()
@@ -68,7 +80,17 @@ final class ControlServer: @unchecked Sendable {
             close(fd)
             throw StartError(path: path, reason: "bind() failed: \(String(cString: strerror(e)))")
         }
-        chmod(path, 0o660)
+        // bind() honours the umask; set the mode explicitly, then the group.
+        guard chmod(path, 0o660) == 0 else {
+            let e = errno
+            close(fd)
+            throw StartError(path: path, reason: "chmod 0660 failed: \(String(cString: strerror(e)))")
+        }
+        if let group = socketGroup, chown(path, uid_t.max, group) != 0 {
+            let e = errno
+            close(fd)
+            throw StartError(path: path, reason: "chown to group \(group) failed: \(String(cString: strerror(e)))")
+        }
         guard listen(fd, 16) == 0 else {
             let e = errno
             close(fd)
@@ -148,7 +170,7 @@ final class ControlServer: @unchecked Sendable {
             close(client)
             return
         }
-        let caller = Caller(pid: pid, uid: uid, gid: gid)
+        let caller = Caller(pid: pid, uid: uid, gid: gid, groups: Self.peerGroups(client))
         guard let line = Self.readLine(client, timeoutMilliseconds: 2000) else {
             Self.reply(client, .object([("ok", false), ("error", "request must be one JSON line of at most 64 KiB, sent within 2 s")]))
             return
@@ -171,6 +193,22 @@ final class ControlServer: @unchecked Sendable {
             Self.reply(client, response)
             inFlight.subtract(1, ordering: .acquiringAndReleasing)
         }
+    }
+
+    /// The peer's supplementary groups (SO_PEERGROUPS). Empty when the kernel cannot say
+    /// (before Linux 4.13): the caller then counts with its primary group only, which can
+    /// only refuse more, never grant more.
+    private static func peerGroups(_ fd: Int32) -> [UInt32] {
+        var capacity = 64
+        while capacity <= 65_536 {
+            var groups = [gid_t](repeating: 0, count: capacity)
+            var count = 0
+            let rc = vigil_peer_groups(fd, &groups, capacity, &count)
+            if rc == 0 { return Array(groups.prefix(min(count, capacity))) }
+            guard errno == ERANGE, count > capacity else { return [] }
+            capacity = count
+        }
+        return []
     }
 
     /// Reads one request line within a total deadline, so a client that trickles bytes cannot

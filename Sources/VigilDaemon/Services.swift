@@ -26,29 +26,23 @@ struct ForwardingService: Service {
     }
 }
 
-/// Serves `vigilctl` on the control socket: dispatches each request to its `ControlCommand`.
+/// Serves `vigilctl` on the control socket: checks each caller's role, dispatches the request
+/// to its `ControlCommand` and audits access to patient data (ControlDispatcher).
 struct ControlService: Service {
     let path: String
     let logger: Logger
     let commands: [ControlCommand]
+    let policy: AccessPolicy
+    let store: ReadingStore
 
     func run() async throws {
-        let logger = self.logger
-        var table: [String: ControlCommand] = [:]
-        for c in commands { table[c.name] = c }
-        let known = commands.map(\.name).sorted().joined(separator: ", ")
-        let byName = table
-        let server = ControlServer(path: path, logger: logger) { request, caller in
-            let name = request["command"]?.stringValue
-            if let name, let command = byName[name] { return await command.run(request, caller) }
-            switch name {
-            case let other?:
-                let shown = other.count > 40 ? String(other.prefix(40)) + "…" : other
-                logger.notice("control request refused", metadata: ["command": "\(shown)", "caller.uid": "\(caller.uid)"])
-                return ControlCommand.failure("unknown command '\(shown)'; this vigild knows \(known)")
-            case nil:
-                return ControlCommand.failure("the request needs a \"command\" string")
-            }
+        let store = self.store
+        policy.logProblems(logger)
+        let dispatcher = ControlDispatcher(commands: commands, policy: policy, logger: logger) { record throws(StoreError) in
+            try await store.appendAudit(record)
+        }
+        let server = ControlServer(path: path, socketGroup: policy.memberGID, logger: logger) { request, caller in
+            await dispatcher.handle(request, caller: caller)
         }
         try server.start()
         // Ready once vigilctl can reach us: the store is open, rule state rebuilt, and the
@@ -99,6 +93,8 @@ struct StatusReporter: Sendable {
     let connection: MQTTConnection
     let forwarder: Forwarder
     let board: DeviceBoard
+    /// The outbox's drain rate (Views.swift), sampled by `DrainSampler`.
+    let drainMeter = DrainMeter()
 
     func status() async -> JSONValue {
         let now = realtimeNow()
@@ -120,6 +116,7 @@ struct StatusReporter: Sendable {
             ("published", .int(Int64(fwd.published))),
             ("acknowledged", .int(Int64(fwd.acknowledged))),
             ("in_flight", .int(Int64(fwd.inFlight))),
+            ("drain_rate_per_second", drainMeter.ratePerSecond().map { .double(($0 * 10).rounded() / 10) } ?? .null),
             ("last_publish_error", fwd.lastPublishError.map { .string($0) } ?? .null),
         ])
 
@@ -154,36 +151,7 @@ struct StatusReporter: Sendable {
             storeDoc = .object([("error", .string("\(error)"))])
         }
 
-        let devices = await board.snapshot().map { d -> JSONValue in
-            .object([
-                ("id", .string(d.id.rawValue)),
-                ("profile", .string(d.profile)),
-                ("transport", .string(d.transport)),
-                ("port", .string(d.port)),
-                ("state", .string(d.state)),
-                ("reason", d.reason.map { .string($0) } ?? .null),
-                ("last_reading_at", time(d.lastReadingAt)),
-                ("last_reading_age_seconds", age(d.lastReadingAt)),
-                ("readings", .int(d.readings)),
-                ("rejected_frames", .int(d.rejectedFrames)),
-                ("implausible_values", .int(d.implausibleValues)),
-                ("bytes_read", .int(d.bytesRead)),
-                ("last_error", d.lastError.map { .string($0) } ?? .null),
-                ("ble", d.ble.map { b -> JSONValue in
-                    .object([
-                        ("link", .string(b.link)),
-                        ("connected", .bool(b.connected)),
-                        ("bonded", b.bonded.map { .bool($0) } ?? .null),
-                        ("mtu", b.mtu.map { .int(Int64($0)) } ?? .null),
-                        ("battery_percent", b.batteryPercent.map { .int(Int64($0)) } ?? .null),
-                        ("clock_offset_seconds", b.clockOffsetSeconds.map { .double($0) } ?? .null),
-                        ("connections", .int(b.connections)),
-                        ("last_connected_at", time(b.lastConnectedAt)),
-                        ("bad_payloads", .int(b.badPayloads)),
-                    ])
-                } ?? .null),
-            ])
-        }
+        let devices = await deviceDocuments(now: now)
 
         return .object([
             ("gateway", .object([
@@ -199,6 +167,8 @@ struct StatusReporter: Sendable {
             ("devices", .array(devices)),
             ("store", storeDoc),
             ("escalations", .object([("open", .int(openEscalations))])),
+            ("disk", diskDocument()),
+            ("clock", clockDocument()),
         ])
     }
 }

@@ -144,13 +144,15 @@ let statusReporter = StatusReporter(
 let control = ControlService(
     path: setup.config.paths.controlSocket,
     logger: Logger(label: "vigild.control"),
-    commands: statusReporter.commands)
+    commands: statusReporter.commands + statusReporter.viewCommands,
+    policy: AccessPolicy.resolve(setup.config.control), store: store)
 
 var services: [any Service] = [ForwardingService(connection: connection, forwarder: forwarder, topics: topics, logger: logger)]
 services += pipelines.map { $0 as any Service }
 services += bleSupervisors.map { $0 as any Service }
 services.append(control)
 services.append(WatchdogService(store: store))
+services.append(DrainSampler(meter: statusReporter.drainMeter, forwarder: forwarder))
 services.append(RuleTicker(rules: rules, store: store, forwarder: forwarder, logger: Logger(label: "vigild.rules")))
 
 let group = ServiceGroup(configuration: .init(
