@@ -75,6 +75,41 @@ import VitalSigns
                                    "--since", "1 hour ago"])
     }
 
+    @Test func followAndUnitPassThrough() throws {
+        let fake = try FakeJournal()
+        let run = try VigildProcess.run([Self.ctl, "logs", "--journalctl", fake.script, "-f", "--unit", "vigild-test.service"])
+        #expect(run.status == 0)
+        #expect(run.output.split(separator: "\n").count == 3)
+        #expect(fake.arguments == ["--unit", "vigild-test.service", "--output", "json", "--no-pager", "--lines", "50", "--priority", "info",
+                                   "--follow"])
+    }
+
+    /// --follow shows each entry as it arrives: the stand-in prints a second entry only once the
+    /// first has reached vigilctl's output file (polled with a 10 s deadline; exit 3 on timeout).
+    @Test func followShowsEntriesAsTheyArrive() throws {
+        let fake = try FakeJournal()
+        let out = fake.dir + "/out"
+        try writeText(fake.script, """
+            #!/bin/sh
+            echo '{"PRIORITY":"6","__REALTIME_TIMESTAMP":"1764086400000000","MESSAGE":"first"}'
+            i=0
+            while ! grep -q first '\(out)' 2>/dev/null; do i=$((i+1)); [ $i -gt 100 ] && exit 3; sleep 0.1; done
+            echo '{"PRIORITY":"6","__REALTIME_TIMESTAMP":"1764086401000000","MESSAGE":"second"}'
+
+            """)
+        let run = try VigildProcess.run(["/bin/sh", "-c", "'\(Self.ctl)' logs -f --journalctl '\(fake.script)' > '\(out)'"])
+        #expect(run.status == 0, "journalctl's stand-in never saw the first entry: vigilctl buffered it")
+        let fd = open(out, O_RDONLY)
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        let n = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        #expect(String(decoding: buffer.prefix(max(0, n)), as: UTF8.self) == """
+            2025-11-25T16:00:00.000Z info    first
+            2025-11-25T16:00:01.000Z info    second
+
+            """)
+    }
+
     @Test func debugIsForRootAndVigilAdminOnly() throws {
         let fake = try FakeJournal()
         // We are root here: debug entries are shown, and journalctl is asked for them.
