@@ -139,6 +139,7 @@ enum Schema {
             -- The latest event of each (patient, rule), for re-alert suppression after a restart.
             CREATE INDEX escalations_rule ON escalations(patient, rule, updated_at);
             """),
+        Migration(name: "0006-devices", sql: DeviceRegistrySchema.sql),
     ]
 
     /// Brings the database up to date, refusing one this Vigil does not understand.

@@ -109,7 +109,7 @@ import VitalSigns
             db.close()
         }
         let store = try openStore(dir, name: "old.sqlite")
-        #expect(store.appliedMigrations == ["0002-rule-state"])
+        #expect(store.appliedMigrations.first == "0002-rule-state", "0002 is applied next (later migrations follow it)")
         let rows = try store.vitalHourSummaries(from: Timestamp(millisecondsSinceEpoch: 0), to: Timestamp(millisecondsSinceEpoch: .max))
         #expect(rows.count == 1)
         #expect(rows.first.map { ($0.count, $0.sum, $0.firstValue, $0.lastValue) } ?? (0, 0, 0, 0) == (3, 243, 80, 82))
