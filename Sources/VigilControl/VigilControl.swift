@@ -18,7 +18,8 @@ struct VigilControl: AsyncParsableCommand {
             74 an I/O error. Each command's --help gives its own.
             """,
         version: VigilVersion.string,
-        subcommands: [Status.self, Decode.self, Simulate.self, CaptureCommand.self, Evaluate.self, Scan.self]
+        subcommands: [Status.self, Decode.self, Simulate.self, CaptureCommand.self, Evaluate.self, Scan.self,
+                      Pair.self, Unpair.self, Assign.self]
     )
 }
 
