@@ -58,6 +58,8 @@ let package = Package(
         ]),
         .executableTarget(name: "VigilControl", dependencies: [
             "VitalSigns", "DeviceDecoding", "DeviceProfiles", "StrictYAML", "SerialLink", "BluetoothLink", "ClinicalRules",
+            // vigilctl setup tests the broker with a real MQTT connection and watches for readings.
+            "Uplink",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

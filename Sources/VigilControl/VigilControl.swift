@@ -19,7 +19,7 @@ struct VigilControl: AsyncParsableCommand {
             """,
         version: VigilVersion.string,
         subcommands: [Status.self, Decode.self, Simulate.self, CaptureCommand.self, Evaluate.self, Scan.self,
-                      Pair.self, Unpair.self, Assign.self]
+                      Pair.self, Unpair.self, Assign.self, Setup.self]
     )
 }
 
