@@ -213,6 +213,13 @@ import VitalSigns
                                   "--transport", "seqpacket:" + socket, "--patient", "patient-ble"])
             #expect(ok.status == 0, "\(ok.output)")
             #expect(await poll(within: .seconds(20)) { rig.arrived(device: "hr-1").contains { $0.patient == "patient-ble" } })
+
+            // Unpairing a BLE device closes its session: the supervisor stops, the link goes.
+            let unpaired = try rig.ctl(["unpair", "hr-1", "--json"])
+            #expect(unpaired.status == 0, "\(unpaired.output)")
+            #expect(try rig.sql("SELECT count(*) FROM readings WHERE device = 'hr-1'") == "1", "its reading stays")
+            let listed = try rig.vigild.status()["status"]?["devices"]?.arrayValue?.compactMap { $0["id"]?.stringValue }
+            #expect(listed == ["cfg-rad8"])
         }
     }
 

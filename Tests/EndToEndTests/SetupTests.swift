@@ -1,4 +1,6 @@
+import Dispatch
 import Glibc
+import Synchronization
 import SerialLink
 import Testing
 import Uplink
@@ -93,17 +95,9 @@ import VitalSigns
         try rig.write(rig.answersPath, rig.answers())
         let subscriber = try await TestSubscriber.start(
             broker: rig.broker, filter: "vigil/v1/#", clientID: "setup-e2e-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        // The oximeter measures once a second, as a real one does, all along.
-        let start = Timestamp(secondsSinceEpoch: wallClock().millisecondsSinceEpoch / 1000 - 3600)
-        let feeder = Task { [device = rig.device] in
-            var i: Int64 = 0
-            while !Task.isCancelled {
-                try? await device.write(rad8Line(CivilDateTime(utc: start.adding(seconds: i)), spo2: 97))
-                i += 1
-                try? await Task.sleep(for: .milliseconds(250))
-            }
-        }
-        defer { feeder.cancel() }
+        // The oximeter measures all along, as a real one does.
+        let feeder = Feeder(rig.device)
+        defer { feeder.stop() }
 
         let first = try rig.setup(["--json"])
         #expect(first.status == 0, "\(first.output)\n\((try? rig.shell("cat \(rig.directory)/vigild.log")) ?? "")")
@@ -136,6 +130,28 @@ import VitalSigns
         await subscriber.stop()
     }
 
+    @Test func onATerminalSetupAsksEachQuestionWithTheCurrentAnswerAsDefault() async throws {
+        let rig = try SetupRig()
+        defer { rig.tearDown() }
+        // The file supplies the defaults; the site is answered at the prompt instead.
+        try rig.write(rig.answersPath, rig.answers(site: "placeholder"))
+        let feeder = Feeder(rig.device)
+        defer { feeder.stop() }
+        // script(1) gives vigilctl a real terminal; the typed answers: a site, then Enter to
+        // keep gateway, host, port, no user name, and "no more devices".
+        let command = "\(VigildProcess.binDirectory)/vigilctl setup --from \(rig.answersPath) --config \(rig.configPath) "
+            + "--restart-command \(rig.restartScript) --reading-timeout 30"
+        let (status, output) = try VigildProcess.run([
+            "/bin/sh", "-c", "printf 'home-0099\\n\\n\\n\\n\\n\\n' | script -qec \"$0\" /dev/null", command,
+        ])
+        #expect(status == 0, "\(output)")
+        #expect(output.contains("Site id (the home or ward, e.g. home-0042) [placeholder]:"))
+        #expect(output.contains("MQTT broker host [127.0.0.1]:"))
+        #expect(output.contains("✔ identity: site home-0099, gateway gw-01"))
+        #expect(output.contains("✔ reading rad8-setup"))
+        #expect(try rig.shell("grep '^site:' \(rig.configPath)") == "site: home-0099\n")
+    }
+
     @Test func anUnreachableBrokerOrBadAnswersStopSetupBeforeAnythingIsWritten() async throws {
         let rig = try SetupRig()
         defer { rig.tearDown() }
@@ -151,5 +167,36 @@ import VitalSigns
         #expect(invalid.status == 65)
         #expect(invalid.output.contains("site must be 1–64 letters"))
         #expect(access(rig.configPath, F_OK) != 0, "no config written")
+    }
+}
+
+/// Writes a Rad-8 line four times a second on a Dispatch thread of its own: the test's own
+/// tasks block in waitpid and read while vigilctl runs, and must not starve the device.
+final class Feeder: Sendable {
+    private let stopped = Atomic(false)
+    private let done = DispatchSemaphore(value: 0)
+
+    init(_ device: PseudoTerminal) {
+        let start = Timestamp(secondsSinceEpoch: wallClock().millisecondsSinceEpoch / 1000 - 3600)
+        DispatchQueue(label: "setup-test-feeder").async { [self] in
+            var i: Int64 = 0
+            while !stopped.load(ordering: .relaxed) {
+                let bytes = rad8Line(CivilDateTime(utc: start.adding(seconds: i)), spo2: 97)
+                var offset = 0
+                while offset < bytes.count, !stopped.load(ordering: .relaxed) {
+                    guard let n = try? device.writeSome(bytes[offset...]) else { break }
+                    if n == 0 { usleep(10_000) }
+                    offset += n
+                }
+                i += 1
+                usleep(250_000)
+            }
+            done.signal()
+        }
+    }
+
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
+        done.wait()
     }
 }
