@@ -77,9 +77,11 @@ struct DeviceRegistryCommands: Sendable {
         if let existing {
             guard existing.sameSetup(as: device) else { throw Self.conflictError(existing) }
             // An unchanged request is answered from the registry, without touching the device.
-            if patient == nil || existing.patient == patient {
+            guard let patient, existing.patient != patient else {
                 return Self.success(existing, changed: false, assigned: false)
             }
+            // Paired so already, for another patient (or none): an assignment.
+            return try await reassign(existing, to: patient)
         } else if let ble = profile.ble {
             // A new Bluetooth device must answer its profile's service before it is saved.
             try await probe(entry, profile: profile, ble: ble)
@@ -203,6 +205,12 @@ struct DeviceRegistryCommands: Sendable {
         let patient = PatientID(patientText)
         guard let existing = try Self.stored(store, id) else { throw Self.notPairedError(id) }
         if existing.patient == patient { return Self.success(existing, changed: false, assigned: false) }
+        return try await reassign(existing, to: patient)
+    }
+
+    /// Assigns the paired device `existing` to `patient` (a different one) and restarts it.
+    func reassign(_ existing: RegisteredDevice, to patient: PatientID) async throws(DeviceRegistryError) -> JSONValue {
+        let id = existing.id
         let entry = try Self.entry(for: existing, patient: patient)
         let profile = try await manager.profile(named: existing.profile)
         let now = realtimeNow()

@@ -184,6 +184,17 @@ import VitalSigns
                 + "/" + rig.sql("SELECT count(*) FROM priority_outbox")
             #expect(before == after, "refused requests wrote nothing")
             #expect(!rig.vigild.log().contains("patient-x"), "no patient identifier in the log")
+
+            // Paired without a patient, the device waits; pairing it again with one assigns it.
+            func state() throws -> String? {
+                try rig.vigild.status()["status"]?["devices"]?.arrayValue?.first { $0["id"]?.stringValue == "rad8-b" }?["state"]?.stringValue
+            }
+            #expect(try state() == "unassigned")
+            let assigned = try rig.ctl(["pair", "rad8-b", "--profile", "masimo-rad8", "--port", path, "--patient", "patient-q", "--json"])
+            #expect(assigned.status == 0, "\(assigned.output)")
+            #expect((try? JSONValue.parse(assigned.output))?["assigned"]?.boolValue == true)
+            #expect(await poll(within: .seconds(10)) { ((try? state()) ?? nil) == "open" })
+            #expect(try rig.sql("SELECT count(*) FROM device_assignments WHERE device = 'rad8-b' AND assigned_to IS NULL") == "1")
         }
     }
 
