@@ -94,11 +94,11 @@ enum RegistryRequest {
     }
 
     /// The reply when `ok`; otherwise prints the error (as JSON with --json) and exits.
-    static func send(_ request: JSONValue, connection: ConnectionOptions) throws -> JSONValue {
+    static func send(_ request: JSONValue, connection: ConnectionOptions, timeoutSeconds: Int = 30) throws -> JSONValue {
         let reply: JSONValue
         do {
             // A Bluetooth pairing connects to the device first: allow it time.
-            reply = try ControlClient.request(request, socketPath: connection.socketPath, timeoutSeconds: 30)
+            reply = try ControlClient.request(request, socketPath: connection.socketPath, timeoutSeconds: timeoutSeconds)
         } catch {
             printError(error.description)
             throw ExitStatus.unavailable

@@ -28,6 +28,7 @@ struct DeviceRegistryCommands: Sendable {
             ControlCommand("pair", access: .admin, showsPatientData: true) { request, _ in await me.reply { () async throws(DeviceRegistryError) in try await me.pair(request) } },
             ControlCommand("unpair", access: .admin) { request, _ in await me.reply { () async throws(DeviceRegistryError) in try await me.unpair(request) } },
             ControlCommand("assign", access: .admin, showsPatientData: true) { request, _ in await me.reply { () async throws(DeviceRegistryError) in try await me.assign(request) } },
+            scanCommand,
         ]
     }
 

@@ -179,6 +179,8 @@ import VitalSigns
             try refused(["assign", "nobody", "patient-x"], 66, "no device 'nobody' is paired")
             // Over the real radio: no Bluetooth in this kernel, said plainly, nothing saved.
             try refused(["pair", "hr-radio", "--profile", "ble-heart-rate", "--address", "00:11:22:33:44:55"], 69, "Bluetooth unavailable")
+            // Live discovery through vigild: the same plain answer.
+            try refused(["scan", "--daemon", "--seconds", "1"], 69, "Bluetooth unavailable")
 
             let after = try rig.sql("SELECT count(*) FROM devices") + "/" + rig.sql("SELECT count(*) FROM device_assignments")
                 + "/" + rig.sql("SELECT count(*) FROM priority_outbox")
