@@ -61,7 +61,8 @@ let package = Package(
         .executableTarget(name: "VigilControl", dependencies: [
             "VitalSigns", "DeviceDecoding", "DeviceProfiles", "StrictYAML", "SerialLink", "BluetoothLink", "ClinicalRules",
             "CSQLite", "CVigilDiagnose",
-            "Uplink", // vigilctl watch: the MQTT client
+            // watch, and setup's live broker test: the MQTT client.
+            "Uplink",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 

@@ -172,6 +172,7 @@ enum Schema {
         DownlinkSchema.migration,
         // Access control and the technician views (Audit.swift).
         Schema.auditMigration,
+        Migration(name: "0006-devices", sql: DeviceRegistrySchema.sql),
     ]
 
     /// Brings the database up to date, refusing one this Vigil does not understand.

@@ -118,28 +118,25 @@ let forwarder = Forwarder(
         topics: topics, maxInFlight: setup.config.outbox.maxInFlight, deliveredBatchInterval: .seconds(1)),
     logger: Logger(label: "vigild.uplink"))
 
-// Devices.
+// Devices: the config file's (installer-provisioned) and the registry's (paired with
+// vigilctl), all run by one DeviceManager that can start, stop and restart them at runtime.
 let board = DeviceBoard()
-var pipelines: [DevicePipeline] = []
-var bleSupervisors: [BLEDeviceSupervisor] = []
-let lastSeen = (try? store.stats().lastReadingByDevice) ?? [:]
-for device in setup.config.devices {
-    guard let profile = setup.profiles[device.profile] else { continue }
-    await board.register(id: device.id, profile: profile.id, transport: profile.transport.rawValue, port: device.endpoint)
-    if let t = lastSeen[device.id] { await board.seedLastReading(device.id, t) }
-    if let ble = profile.ble {
-        // Bluetooth LE: a supervisor per device, feeding the same commit path.
-        bleSupervisors.append(BLEDeviceSupervisor(
-            device: device, profile: profile, ble: ble,
-            commitPath: CommitPath(device: device.id, store: store, rules: rules, forwarder: forwarder, board: board,
-                                   logger: Logger(label: "vigild.device")),
-            board: board, logger: Logger(label: "vigild.ble")))
-        continue
-    }
-    pipelines.append(DevicePipeline(
-        device: device, profile: profile, store: store, rules: rules, forwarder: forwarder, board: board,
-        logger: Logger(label: "vigild.device")))
+let devices = DeviceManager(
+    store: store, rules: rules, forwarder: forwarder, board: board,
+    profilesDirectory: setup.config.paths.deviceProfiles, configDevices: setup.config.devices,
+    profiles: setup.profiles, logger: Logger(label: "vigild.devices"))
+do {
+    try await devices.adoptRegistry(try store.pairedDevices())
+    await devices.announce()
+} catch let error as DeviceRegistryError {
+    logger.critical("device registry conflicts with the config", metadata: ["error": "\(error)"])
+    writeStderr("vigild: \(error)\n")
+    exit(ExitCode.config)
+} catch {
+    logger.critical("cannot read the device registry", metadata: ["error": "\(error)"])
+    exit(ExitCode.ioError)
 }
+let deviceCommands = DeviceRegistryCommands(manager: devices, store: store, logger: Logger(label: "vigild.devices"))
 
 let startedAt = realtimeNow()
 let statusReporter = StatusReporter(
@@ -147,12 +144,11 @@ let statusReporter = StatusReporter(
 let control = ControlService(
     path: setup.config.paths.controlSocket,
     logger: Logger(label: "vigild.control"),
-    commands: statusReporter.commands + statusReporter.viewCommands,
+    commands: statusReporter.commands + statusReporter.viewCommands + deviceCommands.commands,
     policy: AccessPolicy.resolve(setup.config.control), store: store)
 
 var services: [any Service] = [ForwardingService(connection: connection, forwarder: forwarder, topics: topics, logger: logger)]
-services += pipelines.map { $0 as any Service }
-services += bleSupervisors.map { $0 as any Service }
+services.append(devices)
 services.append(control)
 services.append(WatchdogService(store: store))
 services.append(DrainSampler(meter: statusReporter.drainMeter, forwarder: forwarder))
@@ -171,10 +167,11 @@ let group = ServiceGroup(configuration: .init(
     cancellationSignals: [],
     logger: Logger(label: "vigild.lifecycle")))
 
+let deviceCount = setup.config.devices.count + ((try? store.pairedDevices().count) ?? 0)
 logger.info("vigild started", metadata: [
-    "version": "\(VigilVersion.string)", "devices": "\(pipelines.count + bleSupervisors.count)", "database": "\(setup.config.paths.database)",
+    "version": "\(VigilVersion.string)", "devices": "\(deviceCount)", "database": "\(setup.config.paths.database)",
 ])
-SystemdNotifier.notify("STATUS=reading \(pipelines.count + bleSupervisors.count) device(s)")
+SystemdNotifier.notify("STATUS=reading \(deviceCount) device(s)")
 var exitCode: Int32 = 0
 do {
     try await group.run()
