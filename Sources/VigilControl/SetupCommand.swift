@@ -490,14 +490,6 @@ struct SetupAnswers: Decodable {
     }
 }
 
-extension String {
-    fileprivate var trimmingSpaces: String {
-        var s = Substring(self)
-        while s.first == " " || s.first == "\t" { s = s.dropFirst() }
-        while s.last == " " || s.last == "\t" || s.last == "\r" { s = s.dropLast() }
-        return String(s)
-    }
-}
 
 /// Writes the config atomically: a temporary file in the same directory, fsynced, mode 0640
 /// (group: the existing file's, so vigild's group can still read it), renamed over the old one,
