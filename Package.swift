@@ -24,6 +24,7 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CBlueZ", pkgConfig: "bluez", providers: [.apt(["libbluetooth-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // POSIX calls Glibc does not export to Swift (posix_openpt family, SO_PEERCRED).
         .target(name: "CVigilPosix"),
 
@@ -42,7 +43,7 @@ let package = Package(
             "VitalSigns", "DeviceDecoding", "CVigilPosix", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Uplink", dependencies: [
-            "VitalSigns", "CMosquitto", .product(name: "Logging", package: "swift-log"),
+            "VitalSigns", "CMosquitto", "CZlib", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "BluetoothLink", dependencies: [
             "VitalSigns", "DeviceDecoding", "CBlueZ", "CVigilPosix", .product(name: "Logging", package: "swift-log"),
@@ -78,7 +79,7 @@ let package = Package(
             "ReadingStore", "VitalSigns", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SerialLinkTests", dependencies: ["SerialLink", "VigilTestKit", "DeviceDecoding", "DeviceProfiles", "StrictYAML"]),
-        .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VigilTestKit", "VitalSigns"]),
+        .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VigilTestKit", "VitalSigns", "SerialLink"]),
         .testTarget(name: "BluetoothLinkTests", dependencies: ["BluetoothLink", "VigilTestKit", "DeviceDecoding", "VitalSigns"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VigilTestKit", "VitalSigns", "Uplink", "SerialLink", "BluetoothLink", "DeviceDecoding"]),
     ]
