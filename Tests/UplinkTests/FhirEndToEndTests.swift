@@ -127,3 +127,31 @@ private func wallClockSeconds() -> Int64 {
         #expect(output.contains("vigil.escalation/1"), "\(output)")
     }
 }
+
+/// `uplink:` settings are checked when vigild reads its config (`--check-config`).
+@Suite struct UplinkConfigTests {
+    @Test(arguments: [
+        ("uplink:\n  encoding: fhir-xml\n", "encoding"),
+        ("uplink:\n  batch_max: 0\n", "batch_max"),
+        ("uplink:\n  reading_expiry_seconds: 0\n", "reading_expiry_seconds"),
+        ("uplink:\n  escalations: hl7v2\n", "escalations"),
+        ("uplink:\n  compression: zstd\n", "compression"),
+    ])
+    func badUplinkSettingsAreRefusedNamingTheField(config: String, field: String) throws {
+        let vigild = try VigildProcess(brokerPort: 1883, devices: [], extraConfig: config)
+        defer { vigild.cleanUp() }
+        let (status, output) = try VigildProcess.run(
+            ["/bin/sh", "-c", "\"$0\" --config \"$1\" --check-config 2>&1", VigildProcess.binDirectory + "/vigild", vigild.configPath])
+        #expect(status != 0, "\(output)")
+        #expect(output.contains(field), "\(output)")
+    }
+
+    @Test func goodUplinkSettingsPass() throws {
+        let config = "uplink:\n  encoding: fhir-bundle-deflate\n  batch_max: 200\n  reading_expiry_seconds: 3600\n  escalations: fhir\n"
+        let vigild = try VigildProcess(brokerPort: 1883, devices: [], extraConfig: config)
+        defer { vigild.cleanUp() }
+        let (status, output) = try VigildProcess.run(
+            ["/bin/sh", "-c", "\"$0\" --config \"$1\" --check-config 2>&1", VigildProcess.binDirectory + "/vigild", vigild.configPath])
+        #expect(status == 0, "\(output)")
+    }
+}
