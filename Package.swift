@@ -63,7 +63,9 @@ let package = Package(
         ]),
 
         // Micro-benchmarks that print figures (scripts/bench-decoders); never shipped.
-        .executableTarget(name: "VigilBench", dependencies: ["DeviceDecoding", "VigilTestKit"]),
+        .executableTarget(name: "VigilBench", dependencies: [
+            "DeviceDecoding", "VigilTestKit", "Uplink", "ReadingStore", "VitalSigns", .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // Test support: private mosquitto, pty device player, fixture loader.
         .target(name: "VigilTestKit", dependencies: [
