@@ -1,3 +1,4 @@
+import Logging
 import Testing
 import Uplink
 import VigilTestKit
@@ -286,5 +287,57 @@ private func userProperty(_ m: UplinkMessage, _ name: String) -> String? {
             [VigilTestKit.Fixtures.repositoryRoot + "/scripts/validate-payloads", "--asyncapi", VigilTestKit.Fixtures.repositoryRoot + "/docs/asyncapi.yaml"])
         #expect(status == 0, "\(output)")
         #expect(output.contains("asyncapi: ok"), "\(output)")
+    }
+}
+
+/// Bundles through the real forwarder and a real mosquitto: after an outage the escalation
+/// still goes first, and the backlog arrives as Bundles carrying every reading exactly once.
+@Suite struct FhirForwarderTests {
+    @Test func afterAnOutageTheEscalationGoesFirstThenTheBacklogAsCompressedBundles() async throws {
+        let broker = try MosquittoBroker(options: .init(persistence: true))
+        defer { broker.cleanUp() }
+        let topics = try Topics(site: uniqueName("site"), gateway: "gw")
+        let sub = try await TestSubscriber.start(broker: broker, filter: topics.prefix + "/+", clientID: uniqueName("sub"),
+                                                 cleanSession: false)
+        broker.stop()
+
+        let source = MemoryOutbox()
+        let options = MQTTOptions(host: broker.host, port: broker.port, clientID: uniqueName("gw"), will: topics.offlineWill,
+                                  reconnectDelayMin: .milliseconds(50), reconnectDelayMax: .milliseconds(400))
+        let connection = try MQTTConnection(options: options)
+        var logger = Logger(label: "test.uplink")
+        logger.logLevel = .warning
+        let forwarder = Forwarder(connection: connection, source: source,
+                                  configuration: .init(topics: topics, encoding: makeUplinkEncoding(.fhirBundleDeflate, batchMax: 50)),
+                                  logger: logger)
+        let task = Task { await forwarder.run() }
+        try connection.start()
+        let readings = (0..<500).map { Fixtures.reading($0) }
+        for r in readings { await source.commit(.reading(r)) }
+        let escalation = Fixtures.escalation()
+        await source.commit(.escalation(escalation))
+        forwarder.notify()
+
+        try broker.start()
+        let notStatus: @Sendable (ReceivedMessage) -> Bool = { !$0.topic.hasSuffix("/status") }
+        // 500 readings in fetches of 128 → Bundles of at most 50: at least 10 messages.
+        let got = try await sub.waitFor(count: 11, timeout: 15, matching: notStatus)
+        #expect(await eventually(timeout: 10) { await source.undeliveredCount == 0 })
+        let all = sub.messages.filter(notStatus)
+        #expect(all.first?.topic == topics.escalations)
+        #expect(try JSONValue.parse(got[0].payload)["id"]?.stringValue == escalation.id)
+        var ids: [String] = []
+        for m in all where m.topic == topics.readings {
+            let doc = try JSONValue.parse(try Deflate.decompress(m.payload))
+            let resources = doc["resourceType"]?.stringValue == "Bundle" ? (doc["entry"]?.arrayValue ?? []).compactMap { $0["resource"] } : [doc]
+            #expect(resources.count <= 50)
+            ids += resources.flatMap { $0["identifier"]?.arrayValue?.compactMap { $0["value"]?.stringValue } ?? [] }
+        }
+        #expect(ids == readings.map(\.id.rawValue), "every reading once, in outbox order")
+        #expect(forwarder.stats.acknowledged == 501)
+        task.cancel()
+        await task.value
+        await connection.stop()
+        await sub.stop()
     }
 }
