@@ -284,7 +284,7 @@ public enum FhirR4 {
         w.key("entry")
         w.beginArray()
         for g in groups {
-            guard let first = g.first else { continue }
+            guard let first = primary(g) else { continue }
             w.element()
             w.begin()
             w.field("fullUrl", uuidURN(first.id.rawValue))
@@ -311,6 +311,12 @@ public enum FhirR4 {
         return "urn:uuid:\(s(0..<8))-\(s(8..<12))-\(s(12..<16))-\(s(16..<20))-\(s(20..<32))"
     }
 
+    /// The reading that names an Observation (`id`, `fullUrl`, `ifNoneExist`): the only one,
+    /// or a panel's systolic.
+    static func primary(_ readings: [Reading]) -> Reading? {
+        isPanel(readings) ? readings.first { $0.vital.key == "systolic_bp" } : readings.first
+    }
+
     private static func isPanel(_ readings: [Reading]) -> Bool {
         readings.count > 1 && readings.contains { $0.vital.key == "systolic_bp" } && readings.contains { $0.vital.key == "diastolic_bp" }
     }
@@ -324,7 +330,7 @@ public enum FhirR4 {
     }
 
     private static func writeObservation(_ w: inout JSONWriter, _ readings: [Reading], deviceSystem: String) {
-        guard let head = readings.first else { w.null(); return }
+        guard let head = primary(readings) else { w.null(); return }
         let panel = isPanel(readings)
         let members = panel ? readings.sorted { order($0.vital.key) < order($1.vital.key) } : [head]
         var flags = QualityFlags()

@@ -93,6 +93,16 @@ private func userProperty(_ m: UplinkMessage, _ name: String) -> String? {
         #expect(codes(try json(messages[1].payload)["code"]).first == "8867-4")
     }
 
+    @Test func aPanelIsNamedByItsSystolicReadingWhateverTheOutboxOrder() throws {
+        let sys = FhirFixtures.reading(.systolicPressure, 128)
+        let dia = FhirFixtures.reading(.diastolicPressure, 82)
+        let panel = try json(FhirR4.observation([dia, sys]))
+        #expect(panel["id"]?.stringValue == sys.id.rawValue)
+        #expect(panel["identifier"]?.arrayValue?.first?["value"]?.stringValue == sys.id.rawValue)
+        let bundle = try json(FhirR4.bundle([[dia, sys], [FhirFixtures.reading(.spo2, 97)]]))
+        #expect(bundle["entry"]?.arrayValue?.first?["request"]?["ifNoneExist"]?.stringValue == "identifier=urn:vigil:reading-id|\(sys.id.rawValue)")
+    }
+
     @Test func readingsOfDifferentRecordsAreNeverPaired() throws {
         let sys = FhirFixtures.reading(.systolicPressure, 128, sequence: 7)
         let dia = FhirFixtures.reading(.diastolicPressure, 82, sequence: 8)
