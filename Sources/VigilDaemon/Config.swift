@@ -22,6 +22,7 @@ struct VigilConfig: Decodable, Sendable {
     var control = Control()
     /// `downlink:` (DownlinkConfig.swift).
     var downlink = Downlink()
+    var uplink: UplinkSettings
 
     struct Paths: Decodable, Sendable {
         var database = "/var/lib/vigil/vigil.sqlite"
@@ -295,6 +296,50 @@ struct VigilConfig: Decodable, Sendable {
         }
     }
 
+    /// `uplink:` — how readings and escalations are encoded (docs/payloads.md).
+    struct UplinkSettings: Decodable, Sendable {
+        var encoding = UplinkEncodingKind.vigilJSON
+        /// Observations per FHIR Bundle, at most (`fhir-bundle`, `fhir-bundle-deflate`).
+        var batchMax = 50
+        /// MQTT 5 message expiry for routine readings, seconds; nil: never. Escalations, events
+        /// and status never expire.
+        var readingExpirySeconds: UInt32?
+        var escalations = EscalationRendering.vigilJSON
+
+        enum CodingKeys: String, CodingKey {
+            case encoding, escalations
+            case batchMax = "batch_max"
+            case readingExpirySeconds = "reading_expiry_seconds"
+        }
+        init() {}
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            if let text = try c.decodeIfPresent(String.self, forKey: .encoding) {
+                guard let kind = UplinkEncodingKind(rawValue: text) else {
+                    throw DecodingError.dataCorruptedError(forKey: .encoding, in: c, debugDescription: "must be one of \(UplinkEncodingKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                encoding = kind
+            }
+            if let text = try c.decodeIfPresent(String.self, forKey: .escalations) {
+                guard let r = EscalationRendering(rawValue: text) else {
+                    throw DecodingError.dataCorruptedError(forKey: .escalations, in: c, debugDescription: "must be vigil-json or fhir")
+                }
+                escalations = r
+            }
+            batchMax = try c.decodeIfPresent(Int.self, forKey: .batchMax) ?? 50
+            guard (1...1000).contains(batchMax) else {
+                throw DecodingError.dataCorruptedError(forKey: .batchMax, in: c, debugDescription: "must be between 1 and 1000")
+            }
+            if let e = try c.decodeIfPresent(Int.self, forKey: .readingExpirySeconds) {
+                // MQTT 5 §3.3.2.3.3: a four-byte interval; 0 would mean "expire at once".
+                guard (1...Int(UInt32.max)).contains(e) else {
+                    throw DecodingError.dataCorruptedError(forKey: .readingExpirySeconds, in: c, debugDescription: "must be between 1 and 4294967295 seconds")
+                }
+                readingExpirySeconds = UInt32(e)
+            }
+        }
+    }
+
     struct DeviceEntry: Decodable, Sendable {
         var id: DeviceID
         var profile: String
@@ -427,6 +472,7 @@ struct VigilConfig: Decodable, Sendable {
         case site, gateway, paths, broker, outbox, devices
         case control
         case downlink
+        case uplink
         case logLevel = "log_level"
     }
 
@@ -452,6 +498,7 @@ struct VigilConfig: Decodable, Sendable {
         devices = try c.decodeIfPresent([DeviceEntry].self, forKey: .devices) ?? []
         control = try c.decodeIfPresent(Control.self, forKey: .control) ?? Control()
         downlink = try c.decodeIfPresent(Downlink.self, forKey: .downlink) ?? Downlink()
+        uplink = try c.decodeIfPresent(UplinkSettings.self, forKey: .uplink) ?? UplinkSettings()
         var seen = Set<DeviceID>()
         for d in devices where !seen.insert(d.id).inserted {
             throw DecodingError.dataCorruptedError(forKey: .devices, in: c, debugDescription: "device id '\(d.id)' is used twice")

@@ -115,7 +115,15 @@ let forwarder = Forwarder(
     // reading a second, marking each one alone would double the SD card's fsyncs. A crash
     // loses at most a second of marks, which only means those readings are sent again.
     configuration: Forwarder.Configuration(
-        topics: topics, maxInFlight: setup.config.outbox.maxInFlight, deliveredBatchInterval: .seconds(1)),
+        topics: topics, maxInFlight: setup.config.outbox.maxInFlight,
+        // A Bundle holds up to batch_max readings: fetch at least that many at a time.
+        readingsBatch: max(128, setup.config.uplink.batchMax), deliveredBatchInterval: .seconds(1),
+        // ForwardingService publishes the retained status, with outbox depth and device states.
+        publishStatus: false,
+        encoding: makeUplinkEncoding(
+            setup.config.uplink.encoding, batchMax: setup.config.uplink.batchMax,
+            readingExpirySeconds: setup.config.uplink.readingExpirySeconds, escalations: setup.config.uplink.escalations,
+            deviceSystem: "urn:vigil:device-id:\(setup.config.site):\(setup.config.gateway)")),
     logger: Logger(label: "vigild.uplink"))
 
 // Devices: the config file's (installer-provisioned) and the registry's (paired with
@@ -147,7 +155,17 @@ let control = ControlService(
     commands: statusReporter.commands + statusReporter.viewCommands + deviceCommands.commands,
     policy: AccessPolicy.resolve(setup.config.control), store: store)
 
-var services: [any Service] = [ForwardingService(connection: connection, forwarder: forwarder, topics: topics, logger: logger)]
+var services: [any Service] = [ForwardingService(
+    connection: connection, forwarder: forwarder, topics: topics, logger: logger,
+    statusDetail: { [store, board] in
+        let s = try? store.stats()
+        let devices = await board.snapshot().map {
+            PayloadEncoder.StatusDetail.Device(id: $0.id.rawValue, state: $0.state, lastReadingAt: $0.lastReadingAt)
+        }
+        return PayloadEncoder.StatusDetail(
+            version: VigilVersion.string, uptimeSeconds: realtimeNow().milliseconds(since: startedAt) / 1000,
+            outboxReadings: s?.undeliveredReadings ?? 0, outboxPriority: s?.undeliveredPriority ?? 0, devices: devices)
+    })]
 services.append(devices)
 services.append(control)
 services.append(WatchdogService(store: store))
