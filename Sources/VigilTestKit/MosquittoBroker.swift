@@ -75,9 +75,9 @@ public final class MosquittoBroker: @unchecked Sendable {
         }
     }
 
-    public let port: Int
+    public private(set) var port: Int
     /// The TLS listener's port when `options.tls` is set.
-    public let tlsPort: Int?
+    public private(set) var tlsPort: Int?
     public let directory: String
     public let options: Options
     public let executable: String
@@ -94,15 +94,29 @@ public final class MosquittoBroker: @unchecked Sendable {
         self.executable = try Self.findExecutable()
         self.directory = try Self.makeTempDirectory()
         self.port = try Self.freePort()
-        var tlsPort: Int? = nil
-        if options.tls != nil {
-            var p = try Self.freePort()
-            while p == port { p = try Self.freePort() }
-            tlsPort = p
+        self.tlsPort = options.tls == nil ? nil : try Self.freePort(avoiding: port)
+        // A port found free can be taken before mosquitto binds it (tests running in parallel
+        // open client connections from the same ephemeral range): then pick again.
+        var attempt = 1
+        while true {
+            do {
+                try writeConfig()
+                try start()
+                return
+            } catch {
+                let log = Self.readText(logPath)
+                guard attempt < 8, !isRunning, log.contains("Address already in use") else { throw error }
+                attempt += 1
+                port = try Self.freePort()
+                if tlsPort != nil { tlsPort = try Self.freePort(avoiding: port) }
+            }
         }
-        self.tlsPort = tlsPort
-        try writeConfig()
-        try start()
+    }
+
+    static func freePort(avoiding other: Int) throws(MosquittoBrokerError) -> Int {
+        var p = try freePort()
+        while p == other { p = try freePort() }
+        return p
     }
 
     deinit {
