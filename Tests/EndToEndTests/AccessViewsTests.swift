@@ -21,6 +21,24 @@ private func sh(_ command: String) throws -> (status: Int32, output: String) {
     try VigildProcess.run(["/bin/sh", "-c", command + " 2>&1"])
 }
 
+/// Starts a program with stdout and stderr to `output` and no other inherited descriptors
+/// that matter (stdin /dev/null); the caller reaps it.
+private func spawnBackground(_ argv: [String], output: String) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let cArgs = argv.map { strdup($0) }
+    defer { for a in cArgs { free(a) } }
+    var argvC: [UnsafeMutablePointer<CChar>?] = cArgs + [nil]
+    var child: pid_t = 0
+    let rc = argvC.withUnsafeMutableBufferPointer { posix_spawn(&child, argv[0], &actions, nil, $0.baseAddress!, environ) }
+    guard rc == 0 else { throw MosquittoBrokerError("posix_spawn", errno: rc, "cannot start \(argv[0])") }
+    return child
+}
+
 private func quoted(_ s: String) -> String { "'" + s.replacing("'", with: "'\\''") + "'" }
 
 /// `sqlite3` on the daemon's live database (WAL lets it read and write beside vigild).
@@ -168,6 +186,56 @@ func expectSnapshot(_ name: String, _ actual: String, sourceLocation: SourceLoca
         }
     }
 
+    @Test func outboxFollowDrawsProgressUntilTheBacklogDrains() async throws {
+        try await Rig.with(persistentBroker: true) { rig in
+            try rig.vigild.start()
+            rig.broker.stop()
+            var bytes: [UInt8] = []
+            for i in 0..<200 { bytes += rig.line(i) }
+            try await rig.device.write(bytes)
+            let buffered = await eventually(within: .seconds(20)) {
+                (try? rig.vigild.status())?["status"]?["outbox"]?["readings"]?["depth"]?.int64Value == 600
+            }
+            #expect(buffered)
+            let (code, text) = try rig.vigild.ctl(["outbox"])
+            #expect(code == 0)
+            #expect(normalised(text).hasPrefix("""
+                Uplink       NOT CONNECTED
+                Escalations  0 waiting
+                Readings     600 waiting (oldest <age>, <time> UTC)
+                In flight    0   acknowledged <n>
+                """), "\(text)")
+
+            // --follow in the background (not a terminal: one line per update), then the broker returns.
+            let out = rig.vigild.directory + "/follow.txt"
+            let follow = try spawnBackground(
+                [VigildProcess.binDirectory + "/vigilctl", "outbox", "--follow", "--interval", "0.2", "--timeout", "60",
+                 "--socket", rig.vigild.controlSocket], output: out)
+            #expect(await eventually(within: .seconds(10)) { ((try? Fixtures.readFile(out))?.count ?? 0) > 0 }, "the first line is drawn while the broker is down")
+            try rig.broker.start()
+            var exitStatus: Int32 = -1
+            #expect(await eventually(within: .seconds(70), interval: .milliseconds(50)) {
+                var raw: Int32 = 0
+                guard waitpid(follow, &raw, WNOHANG) == follow else { return false }
+                exitStatus = (raw & 0x7F) == 0 ? (raw >> 8) & 0xFF : 128 + (raw & 0x7F)
+                return true
+            })
+            if exitStatus < 0 { _ = kill(follow, SIGKILL); _ = waitpid(follow, nil, 0) }
+            let status = "\(exitStatus)\n"
+            let lines = ((try? Fixtures.readFile(out)).map { String(decoding: $0, as: UTF8.self) } ?? "").split(separator: "\n").map(String.init)
+            #expect(status == "0\n", "\(lines.suffix(3))")
+            if status != "0\n" {
+                let brokerLog = (try? Fixtures.readFile(rig.broker.logPath)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                Issue.record("broker running \(rig.broker.isRunning); broker log:\n\(brokerLog.suffix(1500))")
+            }
+            #expect(lines.first?.hasPrefix("[------------------------------]   0 %  600 left  ") == true, "\(lines.prefix(2)) … \(lines.suffix(2))")
+            #expect(lines.first?.hasSuffix("(uplink NOT connected)") == true, "\(lines.prefix(2)) … \(lines.suffix(2))")
+            #expect(lines.dropLast().last?.hasPrefix("[##############################] 100 %  0 left  ") == true, "\(lines.prefix(2)) … \(lines.suffix(2))")
+            #expect(lines.last == "Outbox empty: everything has been delivered.")
+            #expect(lines.dropLast().allSatisfy { $0.hasPrefix("[") && $0.contains(" left  ") }, "\(lines.prefix(2)) … \(lines.suffix(2))")
+        }
+    }
+
     @Test func anUnauditableAccessShowsNothing() async throws {
         try await Rig.with { rig in
             try rig.vigild.start()
@@ -221,7 +289,7 @@ func expectSnapshot(_ name: String, _ actual: String, sourceLocation: SourceLoca
 
             // Outside every group: the file mode stops it at connect().
             let outsider = try runAs("--clear-groups", "status")
-            #expect(outsider.status == 69 && outsider.output.contains("permission denied"), "\(outsider)")
+            #expect(outsider.status == 77 && outsider.output.contains("permission denied; add yourself to the 'vigil' group"), "\(outsider)")
             // Even with the socket opened up, vigild itself refuses, naming the group needed.
             chmod(vigild.controlSocket, 0o666)
             let refused = try runAs("--clear-groups", "devices")
