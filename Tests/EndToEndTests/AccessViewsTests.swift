@@ -66,11 +66,14 @@ func normalised(_ text: String) -> String {
     t = t.replacing(/Disk {7}.*/, with: "Disk       <disk>")
     t = t.replacing(/Clock {6}.*/, with: "Clock      <clock>")
     t = t.replacing(/\n  • the system clock is not synchronised[^\n]*/, with: "")
+    t = t.replacing(/\n\nNote:\n?$/, with: "\n")
     t = t.replacing(/Store {6}\d+ (B|KiB|MiB|[\d.]+ MiB|GiB)/, with: "Store      <size>")
     t = t.replacing(/127\.0\.0\.1:\d+/, with: "127.0.0.1:<port>")
     t = t.replacing(/published \d+  acknowledged \d+/, with: "published <n>  acknowledged <n>")
     t = t.replacing(/acknowledged \d+/, with: "acknowledged <n>")
     t = t.replacing(/Drain rate   .*/, with: "Drain rate   <rate>")
+    t = t.replacing(/reconnect attempts \d+/, with: "reconnect attempts <n>")
+    t = t.replacing(/\(errno \d+\)|Connection refused|No route to host/, with: "<reason>")
     return t
 }
 
@@ -161,7 +164,9 @@ func expectSnapshot(_ name: String, _ actual: String, sourceLocation: SourceLoca
             // Every view of patient data left an audit record (root: admin), in order, with
             // argument names and no values.
             let (_, auditText) = try vigild.ctl(["audit"])
-            expectSnapshot("audit.txt", normalised(auditText).replacing(/\d+(?= +admin)/, with: "<pid>"))
+            // The PID column's width follows the pids' digits.
+            expectSnapshot("audit.txt", normalised(auditText).replacing(/\d+ +(?=admin)/, with: "<pid>  ")
+                .replacing(/PID +ROLE/, with: "PID  ROLE"))
             let (_, auditJSON) = try vigild.ctl(["audit", "--json"])
             let records = try JSONValue.parse(auditJSON)["records"]?.arrayValue ?? []
             #expect(records.map { $0["command"]?.stringValue ?? "" } == [
@@ -205,6 +210,15 @@ func expectSnapshot(_ name: String, _ actual: String, sourceLocation: SourceLoca
                 Readings     600 waiting (oldest <age>, <time> UTC)
                 In flight    0   acknowledged <n>
                 """), "\(text)")
+
+            // status names the problem and what to do next, and exits 1.
+            let (statusCode, statusText) = try rig.vigild.ctl(["status"])
+            #expect(statusCode == 1)
+            expectSnapshot("status-broker-down.txt", normalised(statusText))
+            let (_, statusJSON) = try rig.vigild.ctl(["status", "--json"])
+            let steps = try JSONValue.parse(statusJSON)["next_steps"]?.arrayValue ?? []
+            #expect(steps.count == 1)
+            #expect(steps.first?["do"]?.stringValue?.hasPrefix("check the home's internet connection") == true)
 
             // --follow in the background (not a terminal: one line per update), then the broker returns.
             let out = rig.vigild.directory + "/follow.txt"
