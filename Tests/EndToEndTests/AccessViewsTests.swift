@@ -161,6 +161,15 @@ func expectSnapshot(_ name: String, _ actual: String, sourceLocation: SourceLoca
             let (_, spark) = try vigild.ctl(["readings", "--vital", "spo2", "--trend", "40", "--limit", "1"])
             #expect(spark.contains("▇▇█▇▇█▇▇█▇" + String(repeating: "▁", count: 30)), "\(spark)")
 
+            // --since by age: the device's readings were measured an hour ago.
+            let sinceTwoHours = try JSONValue.parse(try vigild.ctl(["readings", "--since", "2h", "--limit", "1000", "--json"]).output)
+            #expect(sinceTwoHours["readings"]?.arrayValue?.count == 120)
+            #expect(try vigild.ctl(["readings", "--since", "10m"]).output == "No readings match.\n")
+            // Bad arguments: 64 before anything is asked; an unknown vital is vigild's error, 70.
+            #expect(try sh("\(VigildProcess.binDirectory)/vigilctl readings --since yesterday --socket \(vigild.controlSocket)").status == 64)
+            let unknownVital = try sh("\(VigildProcess.binDirectory)/vigilctl readings --vital spo3 --socket \(vigild.controlSocket)")
+            #expect(unknownVital.status == 70 && unknownVital.output.contains("unknown vital 'spo3'; known: spo2"), "\(unknownVital)")
+
             // Every view of patient data left an audit record (root: admin), in order, with
             // argument names and no values.
             let (_, auditText) = try vigild.ctl(["audit"])
@@ -171,17 +180,19 @@ func expectSnapshot(_ name: String, _ actual: String, sourceLocation: SourceLoca
             let records = try JSONValue.parse(auditJSON)["records"]?.arrayValue ?? []
             #expect(records.map { $0["command"]?.stringValue ?? "" } == [
                 "readings", "readings", "readings", "readings", "escalations", "escalations", "escalations", "escalations",
-                "readings", "audit",
+                "readings", "readings", "readings", "readings", "audit",
             ])
             #expect(records.allSatisfy { $0["user"]?.stringValue == "root" && $0["uid"]?.int64Value == 0 && $0["role"]?.stringValue == "admin" })
-            #expect(records.prefix(9).allSatisfy { $0["patients"] == .array(["patient-e2e"]) })
+            #expect(records.prefix(10).allSatisfy { $0["patients"] == .array(["patient-e2e"]) })
+            #expect(records[10]["patients"] == .array([]), "nothing matched: no patient was shown")
+            #expect(records[11]["succeeded"] == .bool(false), "the failed call (unknown vital) is recorded too")
             #expect(records[1]["arguments"] == .array(["limit", "trend_points"]))
             #expect(records[2]["arguments"] == .array(["limit", "trend_points", "vital"]), "names only: never 'spo2'")
             #expect(!auditJSON.contains("spo2"))
 
             // The same rows are in the database, and the database refuses to change them.
             let (_, count) = try sqlite(vigild.databasePath, "SELECT count(*) FROM audit_log")
-            #expect(count.trimmingSuffixNewline == "11", "the second audit call is recorded too")
+            #expect(count.trimmingSuffixNewline == "14", "the second audit call is recorded too")
             let update = try sqlite(vigild.databasePath, "UPDATE audit_log SET user = 'mallory'")
             #expect(update.status != 0 && update.output.contains("append-only"), "\(update)")
             let delete = try sqlite(vigild.databasePath, "DELETE FROM audit_log WHERE seq = 1")
