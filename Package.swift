@@ -24,8 +24,11 @@ let package = Package(
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .systemLibrary(name: "CMosquitto", pkgConfig: "libmosquitto", providers: [.apt(["libmosquitto-dev"])]),
         .systemLibrary(name: "CBlueZ", pkgConfig: "bluez", providers: [.apt(["libbluetooth-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // POSIX calls Glibc does not export to Swift (posix_openpt family, SO_PEERCRED).
         .target(name: "CVigilPosix"),
+        // C helpers for `vigilctl diagnose`: OpenSSL certificate checks and TLS handshake (libssl-dev), adjtimex.
+        .target(name: "CVigilDiagnose", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
 
         // Pure targets.
         .target(name: "VitalSigns"),
@@ -42,7 +45,7 @@ let package = Package(
             "VitalSigns", "DeviceDecoding", "CVigilPosix", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "Uplink", dependencies: [
-            "VitalSigns", "CMosquitto", .product(name: "Logging", package: "swift-log"),
+            "VitalSigns", "CMosquitto", "CZlib", .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "BluetoothLink", dependencies: [
             "VitalSigns", "DeviceDecoding", "CBlueZ", "CVigilPosix", .product(name: "Logging", package: "swift-log"),
@@ -58,11 +61,16 @@ let package = Package(
         ]),
         .executableTarget(name: "VigilControl", dependencies: [
             "VitalSigns", "DeviceDecoding", "DeviceProfiles", "StrictYAML", "SerialLink", "BluetoothLink", "ClinicalRules",
+            "CSQLite", "CVigilDiagnose",
+            // watch, and setup's live broker test: the MQTT client.
+            "Uplink",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
 
         // Micro-benchmarks that print figures (scripts/bench-decoders); never shipped.
-        .executableTarget(name: "VigilBench", dependencies: ["DeviceDecoding", "VigilTestKit"]),
+        .executableTarget(name: "VigilBench", dependencies: [
+            "DeviceDecoding", "VigilTestKit", "Uplink", "ReadingStore", "VitalSigns", .product(name: "Logging", package: "swift-log"),
+        ]),
 
         // Test support: private mosquitto, pty device player, fixture loader.
         .target(name: "VigilTestKit", dependencies: [
@@ -78,7 +86,7 @@ let package = Package(
             "ReadingStore", "VitalSigns", .product(name: "Logging", package: "swift-log"),
         ]),
         .testTarget(name: "SerialLinkTests", dependencies: ["SerialLink", "VigilTestKit", "DeviceDecoding", "DeviceProfiles", "StrictYAML"]),
-        .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VigilTestKit", "VitalSigns"]),
+        .testTarget(name: "UplinkTests", dependencies: ["Uplink", "VigilTestKit", "VitalSigns", "ReadingStore", "SerialLink"]),
         .testTarget(name: "BluetoothLinkTests", dependencies: ["BluetoothLink", "VigilTestKit", "DeviceDecoding", "VitalSigns"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VigilTestKit", "VitalSigns", "Uplink", "SerialLink", "BluetoothLink", "DeviceDecoding"]),
     ]

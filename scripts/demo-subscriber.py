@@ -7,6 +7,20 @@ counts = {}
 for line in sys.stdin:
     topic, _, payload = line.rstrip("\n").partition(" ")
     kind = topic.rsplit("/", 1)[-1]
+    # The downlink: <prefix>/cmd/<name> and <prefix>/reply/<id> (docs/downlink.md).
+    levels = topic.split("/")
+    if len(levels) >= 2 and levels[-2] in ("cmd", "reply"):
+        kind = "command" if levels[-2] == "cmd" else "reply"
+        try:
+            msg = json.loads(payload)
+        except ValueError:
+            msg = {}
+        if kind == "command":
+            print(f"COMMAND     {levels[-1]} id={msg.get('id')}", flush=True)
+        else:
+            outcome = "ok" if msg.get("ok") else f"refused {(msg.get('error') or {}).get('code')}"
+            print(f"REPLY       {msg.get('command')} id={msg.get('id')} {outcome}", flush=True)
+        continue
     counts[kind] = counts.get(kind, 0) + 1
     try:
         msg = json.loads(payload)

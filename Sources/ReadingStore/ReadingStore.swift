@@ -97,7 +97,8 @@ public final class ReadingStore: OutboxSource {
     private let writer: StoreWriter
     private let reader: Mutex<SQLiteConnection>
     private let logger: Logger
-    private let clock: @Sendable () -> Timestamp
+    /// Internal (not private) for the query extensions in other files (Quarantine.swift).
+    let clock: @Sendable () -> Timestamp
     /// The database file path.
     public let path: String
     /// The migrations this open applied, in order (empty when the schema was already current).
@@ -426,6 +427,11 @@ public final class ReadingStore: OutboxSource {
         _ body: @escaping @Sendable (SQLiteConnection) throws(StoreError) -> R
     ) async throws(StoreError) -> R {
         try await writer.withConnection(body)
+    }
+
+    /// Submits a write request to the writer thread, for the extensions in other files.
+    func writerSubmit(_ request: WriteRequest) async throws(StoreError) {
+        try await writer.submit(request)
     }
 
     /// A read on the read-only connection, for the query extensions in other files.

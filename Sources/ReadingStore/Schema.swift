@@ -139,8 +139,40 @@ enum Schema {
             -- The latest event of each (patient, rule), for re-alert suppression after a restart.
             CREATE INDEX escalations_rule ON escalations(patient, rule, updated_at);
             """),
+        Migration(name: "0003-quarantine", sql: """
+            -- Outbox items taken out of their lane for good because the broker refused their
+            -- message (MQTT 5 PUBACK reason >= 0x80, e.g. 0x87 not authorized) or it broke the
+            -- hub's limits. The outbox row itself is marked delivered, so it leaves the lane and
+            -- the counters stay right; this table records that it was not delivered, and why.
+            -- lane is OutboxLane's raw value (0 priority, 1 readings). reason has no patient data.
+            CREATE TABLE quarantine (
+                lane INTEGER NOT NULL CHECK (lane IN (0, 1)),
+                seq INTEGER NOT NULL,
+                reason TEXT NOT NULL,
+                quarantined_at INTEGER NOT NULL,
+                PRIMARY KEY (lane, seq)
+            ) WITHOUT ROWID;
+            -- Delivered readings are evicted for capacity (priority rows never are): a
+            -- quarantined reading is copied here, so the evidence outlives its outbox row.
+            CREATE TABLE quarantined_readings (
+                seq INTEGER PRIMARY KEY,
+                reading_id TEXT NOT NULL,
+                patient TEXT NOT NULL,
+                device TEXT NOT NULL,
+                vital TEXT NOT NULL,
+                value REAL,
+                unit TEXT NOT NULL,
+                measured_at INTEGER NOT NULL,
+                received_at INTEGER NOT NULL,
+                flags INTEGER NOT NULL,
+                sequence INTEGER
+            );
+            """),
+        // Downlink replay guard (DownlinkStore.swift).
+        DownlinkSchema.migration,
         // Access control and the technician views (Audit.swift).
         Schema.auditMigration,
+        Migration(name: "0006-devices", sql: DeviceRegistrySchema.sql),
     ]
 
     /// Brings the database up to date, refusing one this Vigil does not understand.

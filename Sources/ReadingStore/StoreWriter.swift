@@ -10,7 +10,14 @@ struct WriteRequest: Sendable {
     var escalations: [Escalation] = []
     var events: [GatewayEvent] = []
     var delivered: [OutboxKey] = []
+    /// Further statements for the same transaction, run after the rows above (the downlink's
+    /// command records and re-queues): each sees the write connection and may adjust counters.
+    var steps: [WriteStep] = []
 }
+
+/// One extra step of a write transaction (see `WriteRequest.steps`). Throwing rolls back the
+/// whole transaction.
+typealias WriteStep = @Sendable (SQLiteConnection, inout Counters) throws(StoreError) -> Void
 
 /// The counters table, mirrored in memory on the writer thread.
 struct Counters: Equatable, Sendable {
@@ -289,6 +296,7 @@ final class StoreWriter: @unchecked Sendable {
                 c.priorityTotal += Int64(request.escalations.count + request.events.count)
                 c.priorityUndelivered += Int64(request.escalations.count + request.events.count)
                 try markDelivered(request.delivered, &c)
+                for step in request.steps { try step(db, &c) }
             }
             c.readingsTotal += inserted
             c.readingsUndelivered += inserted

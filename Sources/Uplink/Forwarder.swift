@@ -16,6 +16,13 @@ import Synchronization
 ///   libmosquitto still held may then go out twice; consumers de-duplicate by ID.
 /// - `markDelivered` is batched: every `deliveredBatchInterval` or `deliveredBatchSize` keys.
 /// - `notify()` never blocks; idle, the forwarder sleeps (plus a slow fallback timer).
+/// - A message the broker refuses (MQTT 5 PUBACK reason ≥ 0x80, `MQTTEvent.publishRefused`)
+///   or that exceeds the hub's message size is quarantined (`OutboxSource.quarantine`): its
+///   items leave the lane, are counted and kept in the store, and the store queues one
+///   `publish_refused` event per batch; the rest keeps flowing. Under MQTT 3.1.1 a broker
+///   acknowledges an ACL-denied publish like any other, so nothing can be noticed there.
+/// - Every message carries the MQTT 5 user property `schema` (`vigil.reading/1`, …) unless the
+///   encoding set one, and messages of the priority lane never carry a message expiry.
 public final class Forwarder: Sendable {
     public struct Configuration: Sendable {
         public var topics: Topics
@@ -27,7 +34,8 @@ public final class Forwarder: Sendable {
         public var deliveredBatchSize: Int
         /// Re-checks the outbox this often even without `notify()`, in case a signal was missed.
         public var fallbackInterval: Duration
-        /// Publish a retained `online` status on every connect.
+        /// Publish an `online` status on every connect (retained where the hub keeps retained
+        /// messages, `Topics.retainStatus`).
         public var publishStatus: Bool
         /// How outbox items become MQTT messages (default: one `vigil.*/1` JSON message each).
         public var encoding: any UplinkEncoding
@@ -64,6 +72,12 @@ public final class Forwarder: Sendable {
         public var lastSourceError: String?
         /// Whether the forwarder believes the broker connection is up.
         public var connected: Bool = false
+        /// Outbox items quarantined because the broker refused their message or it broke the
+        /// hub's limits.
+        public var quarantined: Int = 0
+        /// The last refusal in words (reason code and text, lane; never payload bytes).
+        public var lastPublishRefusal: String?
+        public var lastPublishRefusalAt: Timestamp?
     }
 
     enum Input: Sendable {
@@ -141,6 +155,15 @@ public final class Forwarder: Sendable {
         flushArm.finish()
     }
 
+    /// The `schema` user property of a Vigil JSON message carrying `payload`.
+    public static func schema(of payload: OutboxPayload) -> String {
+        switch payload {
+        case .reading: "vigil.reading/1"
+        case .escalation: "vigil.escalation/1"
+        case .event: "vigil.event/1"
+        }
+    }
+
     fileprivate func updateStats(_ body: (inout Stats) -> Void) { statsBox.withLock { body(&$0) } }
 
     /// The forwarder's state; used only inside `run()`, one input at a time.
@@ -154,6 +177,8 @@ public final class Forwarder: Sendable {
         /// mid → keys from earlier connections, for late PUBACKs.
         var stale: [Int32: [OutboxKey]] = [:]
         var acked: [OutboxKey] = []
+        /// Refused keys waiting for `quarantine`, by reason, in arrival order.
+        var refused: [(reason: String, keys: [OutboxKey])] = []
         var flushArmed = false
 
         init(owner: Forwarder, armFlush: @escaping () -> Void) {
@@ -169,11 +194,14 @@ public final class Forwarder: Sendable {
                 owner.notifyPending.store(false, ordering: .releasing)
                 await pump()
             case .tick:
-                if !acked.isEmpty { await flush() }
+                if !acked.isEmpty || !refused.isEmpty { await flush() }
                 await pump()
             case .flush:
                 flushArmed = false
+                let hadRefused = !refused.isEmpty
                 await flush()
+                // The store queued a publish_refused event: send it without waiting for a tick.
+                if hadRefused { await pump() }
             case .event(.connected):
                 await connected()
             case .event(.disconnected), .event(.connectFailed):
@@ -185,6 +213,10 @@ public final class Forwarder: Sendable {
                 if acked.count >= config.deliveredBatchSize { await flush() }
                 // Refill once a quarter of the window is free: one outbox query per PUBACK
                 // would cost more than the publish itself.
+                if inFlight.count <= config.maxInFlight - max(1, config.maxInFlight / 4) { await pump() }
+            case .event(.publishRefused(let mid, let code, let reason)):
+                let text = "PUBACK reason 0x\(String(code, radix: 16, uppercase: true)) \(reason)"
+                refuse(mid, reason: text)
                 if inFlight.count <= config.maxInFlight - max(1, config.maxInFlight / 4) { await pump() }
             case .event(.message):
                 break
@@ -205,9 +237,11 @@ public final class Forwarder: Sendable {
             owner.logger.info("uplink connected; rewinding outbox cursors")
             if config.publishStatus {
                 do {
-                    _ = try owner.connection.publish(topic: config.topics.status,
+                    let properties = PublishProperties(contentType: "application/json",
+                                                       userProperties: [.init("schema", "vigil.status/1")])
+                    _ = try owner.connection.publish(topic: config.topics.publishTopic(config.topics.status, properties: properties),
                                                      payload: PayloadEncoder.status(.online, at: .wallClockNow()),
-                                                     qos: 1, retain: true)
+                                                     qos: 1, retain: config.topics.retainStatus, properties: properties)
                 } catch {
                     owner.updateStats { $0.lastPublishError = error.description }
                 }
@@ -239,7 +273,43 @@ public final class Forwarder: Sendable {
             }
         }
 
+        /// The broker refused `mid`'s message: its keys go to quarantine at the next flush.
+        func refuse(_ mid: Int32, reason: String) {
+            let keys: [OutboxKey]
+            if let k = inFlight.removeValue(forKey: mid) {
+                keys = k
+            } else if let k = stale.removeValue(forKey: mid) {
+                keys = k
+            } else {
+                return
+            }
+            queueQuarantine(keys, reason: reason)
+        }
+
+        func queueQuarantine(_ keys: [OutboxKey], reason: String) {
+            if let i = refused.firstIndex(where: { $0.reason == reason }) {
+                refused[i].keys += keys
+            } else {
+                refused.append((reason, keys))
+            }
+            let n = inFlight.count
+            let lane = keys.first?.lane.description ?? "?"
+            owner.updateStats {
+                $0.inFlight = n
+                $0.lastPublishRefusal = "\(reason) (\(keys.count) item(s), \(lane) lane)"
+                $0.lastPublishRefusalAt = .wallClockNow()
+            }
+            owner.logger.warning("broker refused a message; its items are quarantined", metadata: [
+                "outbox.lane": "\(lane)", "items": "\(keys.count)", "reason": "\(reason)",
+            ])
+            if !flushArmed {
+                flushArmed = true
+                armFlush()
+            }
+        }
+
         func flush() async {
+            await flushRefused()
             guard !acked.isEmpty else { return }
             let keys = acked
             acked.removeAll(keepingCapacity: true)
@@ -251,6 +321,22 @@ public final class Forwarder: Sendable {
                 acked.append(contentsOf: keys)
                 owner.updateStats { $0.lastSourceError = "markDelivered failed: \(error)" }
                 owner.logger.error("outbox markDelivered failed", metadata: ["error": "\(error)"])
+            }
+        }
+
+        func flushRefused() async {
+            while let (reason, keys) = refused.first {
+                do {
+                    try await owner.source.quarantine(keys, reason: reason)
+                    refused.removeFirst()
+                    owner.updateStats { $0.quarantined += keys.count }
+                } catch {
+                    // Kept for the next flush; until then a rewind may publish them again,
+                    // and the broker refuses them again.
+                    owner.updateStats { $0.lastSourceError = "quarantine failed: \(error)" }
+                    owner.logger.error("outbox quarantine failed", metadata: ["error": "\(error)"])
+                    return
+                }
             }
         }
 
@@ -292,11 +378,25 @@ public final class Forwarder: Sendable {
                     $0.inFlight = n
                 }
             }
+            let payloads = Dictionary(items.map { ($0.key, $0.payload) }, uniquingKeysWith: { a, _ in a })
             for message in config.encoding.messages(for: items, topics: config.topics) {
                 guard let last = message.keys.last else { continue }
+                if message.payload.count > config.topics.maxMessageBytes {
+                    // The hub would refuse it (or cut the connection): never send it.
+                    cursor[last.lane] = last.sequence
+                    queueQuarantine(message.keys, reason: "message of \(message.payload.count) bytes exceeds \(config.topics.hub.rawValue)'s limit of \(config.topics.maxMessageBytes) bytes")
+                    continue
+                }
+                var properties = message.properties
+                if last.lane == .priority { properties.messageExpirySeconds = nil }  // issue 6: never for escalations
+                if !properties.userProperties.contains(where: { $0.name == "schema" }),
+                   let first = message.keys.first, let payload = payloads[first] {
+                    properties.userProperties.insert(.init("schema", Forwarder.schema(of: payload)), at: 0)
+                }
+                let topic = config.topics.publishTopic(message.topic, properties: properties)
                 do {
-                    let mid = try owner.connection.publish(topic: message.topic, payload: message.payload, qos: 1,
-                                                           retain: false, properties: message.properties)
+                    let mid = try owner.connection.publish(topic: topic, payload: message.payload, qos: 1,
+                                                           retain: false, properties: properties)
                     // mids wrap at 65535: a reused mid supersedes the stale entry.
                     stale.removeValue(forKey: mid)
                     inFlight[mid] = message.keys

@@ -12,11 +12,60 @@ public struct MQTTWill: Sendable, Hashable {
     /// 0, 1 or 2. Vigil uses 1.
     public var qos: Int32
     public var retain: Bool
-    public init(topic: String, payload: [UInt8], qos: Int32 = 1, retain: Bool = true) {
+    /// MQTT 5 will properties (§3.1.3.2): sent only when the connection starts as MQTT 5.
+    public var properties: PublishProperties
+    public init(topic: String, payload: [UInt8], qos: Int32 = 1, retain: Bool = true, properties: PublishProperties = .init()) {
         self.topic = topic
         self.payload = payload
         self.qos = qos
         self.retain = retain
+        self.properties = properties
+    }
+}
+
+/// Which MQTT version to speak (`broker.protocol` in the configuration).
+public enum MQTTProtocolVersion: String, Sendable, Hashable, CaseIterable {
+    /// Try MQTT 5; when the broker answers "unsupported protocol version" (CONNACK 0x84, or
+    /// a 3.1.1 broker's return code 1, MQTT 5 §3.1.2.2), fall back to 3.1.1 at once and stay
+    /// there until the process restarts.
+    case auto
+    /// MQTT 5.0 only: per-message properties and PUBACK reason codes.
+    case mqtt5
+    /// MQTT 3.1.1 only: no properties; an ACL-denied publish is acknowledged silently.
+    case mqtt311
+}
+
+/// TLS settings (`mosquitto_tls_set`, `mosquitto_tls_opts_set`, `mosquitto_tls_insecure_set`).
+///
+/// The CA file is *pinned*: only brokers whose certificate chains to a CA in that file are
+/// trusted (the system store is not consulted). With `certFile`/`keyFile` the client presents
+/// a certificate (mutual TLS). The key must be unencrypted PEM readable only by `vigil`.
+public struct MQTTTLSOptions: Sendable, Hashable {
+    /// PEM file with the CA certificate(s) that sign the broker's certificate.
+    public var caFile: String
+    /// PEM client certificate (chain) for mTLS; requires `keyFile`.
+    public var certFile: String?
+    /// PEM private key of `certFile`.
+    public var keyFile: String?
+    /// Check that the broker's certificate names the host we connect to (RFC 6125). On by
+    /// default; turning it off is for lab setups only.
+    public var verifyHostname: Bool
+    /// Lowest TLS version: `tlsv1.2` (default) or `tlsv1.3`. Older versions are never offered.
+    public var minimumVersion: String
+    /// OpenSSL cipher list for TLS ≤ 1.2; nil: OpenSSL's default.
+    public var ciphers: String?
+    /// ALPN protocol, e.g. `x-amzn-mqtt-ca` for AWS IoT Core on port 443; nil: none.
+    public var alpn: String?
+
+    public init(caFile: String, certFile: String? = nil, keyFile: String? = nil, verifyHostname: Bool = true,
+                minimumVersion: String = "tlsv1.2", ciphers: String? = nil, alpn: String? = nil) {
+        self.caFile = caFile
+        self.certFile = certFile
+        self.keyFile = keyFile
+        self.verifyHostname = verifyHostname
+        self.minimumVersion = minimumVersion
+        self.ciphers = ciphers
+        self.alpn = alpn
     }
 }
 
@@ -47,12 +96,19 @@ public struct MQTTOptions: Sendable {
     /// How long one `mosquitto_loop` call waits for socket activity, in milliseconds.
     /// Publishes from other threads wake it early through libmosquitto's socket pair.
     public var loopTimeoutMilliseconds: Int32
+    /// MQTT version; `.mqtt311` unless asked (the daemon's configuration defaults to `.auto`).
+    public var protocolVersion: MQTTProtocolVersion
+    /// TLS (and mTLS); nil: plain TCP.
+    public var tls: MQTTTLSOptions?
 
     public init(host: String, port: Int, clientID: String, keepAliveSeconds: Int32 = 30,
                 cleanSession: Bool = false, username: String? = nil, password: String? = nil,
                 will: MQTTWill? = nil, reconnectDelayMin: Duration = .milliseconds(500),
                 reconnectDelayMax: Duration = .seconds(30), maxInFlight: UInt32 = 0,
-                loopTimeoutMilliseconds: Int32 = 100) {
+                loopTimeoutMilliseconds: Int32 = 100, protocolVersion: MQTTProtocolVersion = .mqtt311,
+                tls: MQTTTLSOptions? = nil) {
+        self.protocolVersion = protocolVersion
+        self.tls = tls
         self.host = host
         self.port = port
         self.clientID = clientID
@@ -79,6 +135,10 @@ public enum MQTTEvent: Sendable, Hashable {
     case disconnected(reason: String)
     /// The QoS 1 PUBACK for `mid` arrived (for QoS 0: the message was written).
     case published(mid: Int32)
+    /// MQTT 5 only: the PUBACK for `mid` carried a failure reason code (≥ 0x80, MQTT 5
+    /// §3.4.2.1), e.g. 0x87 "not authorized" for an ACL denial. The broker dropped the
+    /// message; sending it again would be refused again.
+    case publishRefused(mid: Int32, reasonCode: Int32, reason: String)
     /// An incoming message, copied out of libmosquitto's buffer.
     case message(topic: String, payload: [UInt8])
 }
@@ -102,6 +162,15 @@ public struct MQTTConnectionSnapshot: Sendable, Hashable {
     public var backoffHistory: [Duration] = []
     /// Whether the network thread is running.
     public var running: Bool = false
+    /// Why the broker (or the TLS handshake) refuses us, while it does; nil once a CONNACK
+    /// is accepted.
+    public var refusal: MQTTRefusal?
+    /// The MQTT version of the current (or next) connection attempt.
+    public var protocolVersion: MQTTProtocolVersion = .mqtt311
+    /// Whether `.auto` fell back from MQTT 5 to 3.1.1.
+    public var fellBackToMQTT311: Bool = false
+    /// Whether the connection uses TLS.
+    public var tls: Bool = false
 }
 
 /// The one owner of a libmosquitto client handle (`struct mosquitto *`).
@@ -138,6 +207,15 @@ public final class MQTTConnection: @unchecked Sendable {
     private let wake = DispatchSemaphore(value: 0)
     /// Set by the CONNACK callback for the connection attempt in progress.
     private let acceptedThisRound = Atomic<Bool>(false)
+    /// Set by the CONNACK callback when the broker refused our MQTT version (auto mode).
+    private let fallbackRequested = Atomic<Bool>(false)
+    /// Whether the CONNACK callback recorded a refusal for the attempt in progress.
+    private let refusedThisRound = Atomic<Bool>(false)
+    /// 5 or 4 (3.1.1): the version libmosquitto speaks now. Read by `publish` on any thread.
+    private let currentVersion = Atomic<Int>(4)
+    /// libmosquitto's error and warning log lines of the attempt in progress (OpenSSL's
+    /// reasons come only this way), at most 16.
+    private let attemptLog = Mutex<[String]>([])
 
     /// Creates the handle and applies the options. No thread runs until `start()`.
     ///
@@ -155,7 +233,44 @@ public final class MQTTConnection: @unchecked Sendable {
         self.handle = h
         self.options = options
         // From here on, deinit destroys the handle if a check below throws.
-        try check(mosquitto_int_option(h, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311), "mosquitto_int_option(PROTOCOL_VERSION)")
+        let startVersion: MQTTProtocolVersion = options.protocolVersion == .mqtt311 ? .mqtt311 : .mqtt5
+        try check(mosquitto_int_option(h, MOSQ_OPT_PROTOCOL_VERSION, startVersion == .mqtt5 ? MQTT_PROTOCOL_V5 : MQTT_PROTOCOL_V311),
+                  "mosquitto_int_option(PROTOCOL_VERSION)")
+        currentVersion.store(startVersion == .mqtt5 ? 5 : 4, ordering: .sequentiallyConsistent)
+        state.withLock {
+            $0.protocolVersion = startVersion
+            $0.tls = options.tls != nil
+        }
+        if let tls = options.tls {
+            // Files are checked here, again, because libmosquitto only says "invalid".
+            for (field, path) in [("ca_file", tls.caFile), ("cert_file", tls.certFile), ("key_file", tls.keyFile)] {
+                guard let path else { continue }
+                guard access(path, R_OK) == 0 else {
+                    let e = Glibc.errno
+                    throw MQTTError(code: .invalid, errno: e, operation: "mosquitto_tls_set",
+                                    reason: "tls \(field) \(path) cannot be read: \(String(cString: strerror(e)))")
+                }
+            }
+            guard (tls.certFile == nil) == (tls.keyFile == nil) else {
+                throw MQTTError(code: .invalid, operation: "mosquitto_tls_set",
+                                reason: "a client certificate needs its key, and a key its certificate (cert_file and key_file together)")
+            }
+            guard tls.minimumVersion == "tlsv1.2" || tls.minimumVersion == "tlsv1.3" else {
+                throw MQTTError(code: .invalid, operation: "mosquitto_tls_opts_set",
+                                reason: "minimum TLS version \(tls.minimumVersion) is not tlsv1.2 or tlsv1.3")
+            }
+            // The pinned CA file only (capath nil): the system trust store is not used.
+            // The password callback answers "no passphrase": without it OpenSSL would prompt on
+            // the terminal for an encrypted key. An encrypted key then fails to load at connect
+            // (a tls_failure refusal); the configuration check refuses one earlier.
+            try check(mosquitto_tls_set(h, tls.caFile, nil, tls.certFile, tls.keyFile, { _, _, _, _ in 0 }), "mosquitto_tls_set")
+            // SSL_VERIFY_PEER (1); "tlsv1.2" makes libmosquitto refuse SSLv3, TLS 1.0 and 1.1.
+            try check(mosquitto_tls_opts_set(h, 1, tls.minimumVersion, tls.ciphers), "mosquitto_tls_opts_set")
+            try check(mosquitto_tls_insecure_set(h, !tls.verifyHostname), "mosquitto_tls_insecure_set")
+            if let alpn = tls.alpn {
+                try check(mosquitto_string_option(h, MOSQ_OPT_TLS_ALPN, alpn), "mosquitto_string_option(TLS_ALPN)")
+            }
+        }
         try check(mosquitto_threaded_set(h, true), "mosquitto_threaded_set")
         try check(mosquitto_max_inflight_messages_set(h, options.maxInFlight), "mosquitto_max_inflight_messages_set")
         if options.username != nil || options.password != nil {
@@ -165,8 +280,19 @@ public final class MQTTConnection: @unchecked Sendable {
             guard will.payload.count <= Int(Int32.max) else {
                 throw MQTTError(code: .payloadSize, operation: "mosquitto_will_set")
             }
-            let rc = will.payload.withUnsafeBytes { buf in
-                mosquitto_will_set(h, will.topic, Int32(buf.count), buf.baseAddress, will.qos, will.retain)
+            var rc: Int32
+            if startVersion == .mqtt5, !will.properties.isEmpty {
+                // On success libmosquitto owns the list; it writes it only in an MQTT 5 CONNECT,
+                // so a fallback to 3.1.1 simply leaves it out.
+                var list: OpaquePointer? = try Self.propertyList(will.properties)
+                rc = will.payload.withUnsafeBytes { buf in
+                    mosquitto_will_set_v5(h, will.topic, Int32(buf.count), buf.baseAddress, will.qos, will.retain, list)
+                }
+                if rc != MQTTError.Code.success.rawValue { mosquitto_property_free_all(&list) }
+            } else {
+                rc = will.payload.withUnsafeBytes { buf in
+                    mosquitto_will_set(h, will.topic, Int32(buf.count), buf.baseAddress, will.qos, will.retain)
+                }
             }
             try check(rc, "mosquitto_will_set")
         }
@@ -179,9 +305,20 @@ public final class MQTTConnection: @unchecked Sendable {
             guard let obj else { return }
             Unmanaged<MQTTConnection>.fromOpaque(obj).takeUnretainedValue().onDisconnect(rc: rc)
         }
-        mosquitto_publish_callback_set(h) { _, obj, mid in
+        // The v5 form is called on 3.1.1 connections too (reason code 0 there).
+        mosquitto_publish_v5_callback_set(h) { _, obj, mid, reasonCode, _ in
             guard let obj else { return }
-            Unmanaged<MQTTConnection>.fromOpaque(obj).takeUnretainedValue().broadcast(.published(mid: mid))
+            let me = Unmanaged<MQTTConnection>.fromOpaque(obj).takeUnretainedValue()
+            if reasonCode >= 0x80 {
+                me.broadcast(.publishRefused(mid: mid, reasonCode: reasonCode,
+                                             reason: String(cString: mosquitto_reason_string(reasonCode))))
+            } else {
+                me.broadcast(.published(mid: mid))
+            }
+        }
+        mosquitto_log_callback_set(h) { _, obj, level, text in
+            guard let obj, let text, level & (MOSQ_LOG_ERR | MOSQ_LOG_WARNING) != 0 else { return }
+            Unmanaged<MQTTConnection>.fromOpaque(obj).takeUnretainedValue().noteLog(String(cString: text))
         }
         mosquitto_message_callback_set(h) { _, obj, message in
             guard let obj, let message else { return }
@@ -250,16 +387,52 @@ public final class MQTTConnection: @unchecked Sendable {
                 $0.lastConnectedAt = now
                 $0.consecutiveFailures = 0
                 $0.backoffHistory = []
+                $0.refusal = nil
             }
             broadcast(.connected(sessionPresent: flags & 1 != 0))
         } else {
-            let reason = String(cString: mosquitto_connack_string(rc))
+            let mqtt5 = currentVersion.load(ordering: .sequentiallyConsistent) == 5
+            // MQTT 5 reason codes are ≥ 0x80; libmosquitto maps a 3.1.1 broker's "unacceptable
+            // protocol version" answer to a v5 request onto 0x84 (handle_connack.c).
+            let reason = String(cString: mqtt5 ? mosquitto_reason_string(rc) : mosquitto_connack_string(rc))
+            let kind = MQTTRefusal.kind(connackCode: rc, mqtt5: mqtt5)
+            if kind == .unsupportedProtocolVersion, mqtt5, options.protocolVersion == .auto {
+                fallbackRequested.store(true, ordering: .sequentiallyConsistent)
+            }
+            refusedThisRound.store(true, ordering: .sequentiallyConsistent)
+            recordRefusal(kind, detail: "\(reason) (CONNACK code \(rc))", connackCode: rc)
             state.withLock {
                 $0.connected = false
                 $0.lastError = "broker refused the connection: \(reason) (CONNACK code \(rc))"
             }
             broadcast(.connectFailed(code: rc, reason: reason))
         }
+    }
+
+    private func noteLog(_ line: String) {
+        attemptLog.withLock { if $0.count < 16 { $0.append(line) } }
+    }
+
+    /// Records why we are refused; keeps `since` while the kind stays the same.
+    private func recordRefusal(_ kind: MQTTRefusal.Kind, detail: String, connackCode: Int32? = nil) {
+        let now = Timestamp.wallClockNow()
+        let reason = MQTTRefusal.explanation(kind, host: options.host, tls: options.tls) + " (\(detail))"
+        state.withLock {
+            let since = $0.refusal?.kind == kind ? $0.refusal?.since ?? now : now
+            $0.refusal = MQTTRefusal(kind: kind, reason: reason, since: since, connackCode: connackCode)
+        }
+    }
+
+    /// After a failed attempt with no CONNACK refusal: a TLS failure shows in the log lines.
+    /// Returns whether it recorded a TLS refusal.
+    private func classifyTLSFailure() -> Bool {
+        guard options.tls != nil, !refusedThisRound.load(ordering: .sequentiallyConsistent) else { return false }
+        let lines = attemptLog.withLock { $0 }
+        guard let kind = MQTTRefusal.kind(tlsLog: lines) else { return false }
+        let detail = lines.last(where: { $0.lowercased().contains("ssl") || $0.lowercased().contains("alert") }) ?? lines.last ?? ""
+        recordRefusal(kind, detail: detail)
+        state.withLock { $0.lastError = "TLS: " + MQTTRefusal.explanation(kind, host: options.host, tls: options.tls) }
+        return true
     }
 
     private func onDisconnect(rc: Int32) {
@@ -331,7 +504,10 @@ public final class MQTTConnection: @unchecked Sendable {
         var everCalledConnect = false
         var socketOpen = false
         while !stopRequested {
+            var failedBeforeConnack: (code: Int32, reason: String)?
             acceptedThisRound.store(false, ordering: .sequentiallyConsistent)
+            refusedThisRound.store(false, ordering: .sequentiallyConsistent)
+            attemptLog.withLock { $0.removeAll() }
             state.withLock { $0.connectAttempts += 1 }
             let rc = everCalledConnect
                 ? mosquitto_reconnect(handle)
@@ -351,10 +527,18 @@ public final class MQTTConnection: @unchecked Sendable {
                             let was = $0.connected
                             $0.connected = false
                             // A CONNACK refusal already left a better reason.
-                            if lrc != MQTTError.Code.connectionRefused.rawValue { $0.lastError = error.description }
+                            if lrc != MQTTError.Code.connectionRefused.rawValue,
+                               !refusedThisRound.load(ordering: .sequentiallyConsistent) { $0.lastError = error.description }
                             return was
                         }
-                        if wasConnected { broadcast(.disconnected(reason: error.reason)) }
+                        if wasConnected {
+                            broadcast(.disconnected(reason: error.reason))
+                        } else if !acceptedThisRound.load(ordering: .sequentiallyConsistent),
+                                  !refusedThisRound.load(ordering: .sequentiallyConsistent) {
+                            // Lost before any CONNACK (a TLS 1.3 client-certificate rejection
+                            // shows here): reported as a failed connect once classified below.
+                            failedBeforeConnack = (lrc, error.reason)
+                        }
                         break
                     }
                 }
@@ -363,10 +547,33 @@ public final class MQTTConnection: @unchecked Sendable {
                 let error = MQTTError(code: .init(rawValue: rc), errno: rc == MQTTError.Code.errno.rawValue ? err : nil,
                                       operation: everCalledConnect ? "mosquitto_reconnect" : "mosquitto_connect")
                 state.withLock { $0.lastError = "cannot connect to \(options.host):\(options.port): \(error.reason)" }
-                broadcast(.connectFailed(code: rc, reason: error.reason))
+                failedBeforeConnack = (rc, error.reason)
+            }
+            if !acceptedThisRound.load(ordering: .sequentiallyConsistent) {
+                // A refusal stands while the broker keeps refusing; an attempt that failed
+                // for another reason (broker down, network) replaces it.
+                let tls = classifyTLSFailure()
+                if !tls, !refusedThisRound.load(ordering: .sequentiallyConsistent) {
+                    state.withLock { $0.refusal = nil }
+                }
+            }
+            if let (code, reason) = failedBeforeConnack {
+                broadcast(.connectFailed(code: code, reason: state.withLock { $0.refusal?.reason } ?? reason))
             }
             if acceptedThisRound.load(ordering: .sequentiallyConsistent) { attempt = 0 }
             if stopRequested { break }
+            if fallbackRequested.exchange(false, ordering: .sequentiallyConsistent) {
+                // The broker speaks 3.1.1 only: ask again at once in 3.1.1, without a backoff
+                // (this is a negotiation, not a failure) and for good.
+                _ = mosquitto_int_option(handle, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V311)
+                currentVersion.store(4, ordering: .sequentiallyConsistent)
+                state.withLock {
+                    $0.protocolVersion = .mqtt311
+                    $0.fellBackToMQTT311 = true
+                    $0.refusal = nil
+                }
+                continue
+            }
             let delay = Self.backoff(attempt: attempt, min: options.reconnectDelayMin, max: options.reconnectDelayMax)
             attempt += 1
             state.withLock {
@@ -423,21 +630,71 @@ public final class MQTTConnection: @unchecked Sendable {
     /// the PUBACK arrives (QoS 1, mosquitto.h "on_publish"). Callable from any thread.
     ///
     /// The corresponding C function is `mosquitto_publish`.
-    /// `properties` are sent only on an MQTT 5 connection (not yet: MQTT 3.1.1 only).
+    /// `properties` are sent only on an MQTT 5 connection (`mosquitto_publish_v5`); on 3.1.1
+    /// they are dropped (Azure IoT Hub carries them in the topic instead, see `Topics`).
     public func publish(topic: String, payload: [UInt8], qos: Int32 = 1, retain: Bool = false,
                         properties: PublishProperties = .init()) throws(MQTTError) -> Int32 {
         guard payload.count <= 268_435_455 else {
             throw MQTTError(code: .payloadSize, operation: "mosquitto_publish", reason: "payload of \(payload.count) bytes exceeds MQTT's 256 MiB limit")
         }
         var mid: Int32 = 0
-        let rc = payload.withUnsafeBytes { buf in
-            mosquitto_publish(handle, &mid, topic, Int32(buf.count), buf.baseAddress, qos, retain)
+        var rc: Int32
+        if currentVersion.load(ordering: .sequentiallyConsistent) == 5, !properties.isEmpty {
+            rc = publishV5(&mid, topic: topic, payload: payload, qos: qos, retain: retain, properties: properties)
+            // A fallback to 3.1.1 raced this call: send without properties.
+            if rc == MQTTError.Code.notSupported.rawValue {
+                rc = payload.withUnsafeBytes { buf in
+                    mosquitto_publish(handle, &mid, topic, Int32(buf.count), buf.baseAddress, qos, retain)
+                }
+            }
+        } else {
+            rc = payload.withUnsafeBytes { buf in
+                mosquitto_publish(handle, &mid, topic, Int32(buf.count), buf.baseAddress, qos, retain)
+            }
         }
         let e = Glibc.errno
         guard rc == MQTTError.Code.success.rawValue else {
             throw MQTTError(code: .init(rawValue: rc), errno: rc == MQTTError.Code.errno.rawValue ? e : nil, operation: "mosquitto_publish")
         }
         return mid
+    }
+
+    /// `mosquitto_publish_v5` with a property list built from `properties` (MQTT 5 §3.3.2.3):
+    /// Message Expiry Interval (0x02), Content Type (0x03), User Property (0x26).
+    private func publishV5(_ mid: inout Int32, topic: String, payload: [UInt8], qos: Int32, retain: Bool,
+                           properties: PublishProperties) -> Int32 {
+        var list: OpaquePointer?
+        do {
+            list = try Self.propertyList(properties)
+        } catch {
+            return error.code.rawValue
+        }
+        defer { mosquitto_property_free_all(&list) }
+        return payload.withUnsafeBytes { buf in
+            mosquitto_publish_v5(handle, &mid, topic, Int32(buf.count), buf.baseAddress, qos, retain, list)
+        }
+    }
+
+    /// A libmosquitto property list (caller frees it, or hands it over): Message Expiry
+    /// Interval (0x02), Content Type (0x03), User Property (0x26), MQTT 5 §3.3.2.3.
+    private static func propertyList(_ properties: PublishProperties) throws(MQTTError) -> OpaquePointer? {
+        var list: OpaquePointer? = nil
+        func check(_ rc: Int32) throws(MQTTError) {
+            guard rc == MQTTError.Code.success.rawValue else {
+                mosquitto_property_free_all(&list)
+                throw MQTTError(code: .init(rawValue: rc), operation: "mosquitto_property_add")
+            }
+        }
+        if let expiry = properties.messageExpirySeconds {
+            try check(mosquitto_property_add_int32(&list, Int32(MQTT_PROP_MESSAGE_EXPIRY_INTERVAL.rawValue), expiry))
+        }
+        if let type = properties.contentType {
+            try check(mosquitto_property_add_string(&list, Int32(MQTT_PROP_CONTENT_TYPE.rawValue), type))
+        }
+        for p in properties.userProperties {
+            try check(mosquitto_property_add_string_pair(&list, Int32(MQTT_PROP_USER_PROPERTY.rawValue), p.name, p.value))
+        }
+        return list
     }
 
     /// Subscribes to a topic filter; returns the SUBSCRIBE's message ID. With a persistent
@@ -489,6 +746,6 @@ extension Timestamp {
 extension MQTTOptions: CustomStringConvertible {
     /// For logs: never prints the password.
     public var description: String {
-        "mqtt://\(username.map { $0 + "@" } ?? "")\(host):\(port) client=\(clientID) keepalive=\(keepAliveSeconds)s clean=\(cleanSession) will=\(will?.topic ?? "none") password=\(password == nil ? "unset" : "<redacted>")"
+        "\(tls == nil ? "mqtt" : "mqtts")://\(username.map { $0 + "@" } ?? "")\(host):\(port) protocol=\(protocolVersion.rawValue) client=\(clientID) keepalive=\(keepAliveSeconds)s clean=\(cleanSession) will=\(will?.topic ?? "none") password=\(password == nil ? "unset" : "<redacted>")\(tls.map { " ca=\($0.caFile) cert=\($0.certFile ?? "none")" } ?? "")"
     }
 }

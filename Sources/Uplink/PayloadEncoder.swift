@@ -22,10 +22,13 @@ public enum GatewayState: String, Sendable {
 ///   `{"schema","id","patient","rule","severity"("advisory"|"urgent"|"emergency"),
 ///   "state"("open"|"renotified"|"acknowledged"|"resolved"),"triggering_readings"([ids]),
 ///   "values"([{"reading","vital","value","unit","measured_at"}]),"care_plan_version",
-///   "opened_at","at","summary"}`.
+///   "opened_at","at","summary","acknowledged_by"?,"acknowledged_at"?,"detail"?({string: string})}`.
+///   The last three are present only when set: who acknowledged it and when (downlink `ack`),
+///   and the model's detail (NEWS2 band, baseline; plus `ack_detail`, the acknowledger's note).
 /// - `vigil.event/1` on `<prefix>/events`:
 ///   `{"schema","kind","at","count"(number|null),"detail"({string: string}, keys sorted)}`.
-/// - `vigil.status/1` on `<prefix>/status`, retained: `{"schema","state"("online"|"offline"),"at"?}`.
+/// - `vigil.status/1` on `<prefix>/status`, retained: `{"schema","state"("online"|"offline"),"at"?,
+///   "version"?,"uptime_seconds"?,"outbox"?({"readings","priority"}),"devices"?([{"id","state","last_reading_at"}])}`.
 ///   The offline form is the last will and has no `at` (it is fixed at connect time).
 ///
 /// The FHIR R4 encoding of readings (ARCHITECTURE.md, Contracts) will sit beside this one.
@@ -93,6 +96,15 @@ public enum PayloadEncoder {
         w.time("opened_at", e.openedAt)
         w.time("at", e.at)
         w.field("summary", e.summary)
+        // Optional, after the original fields (issue 6 downlink `ack`): present only when set.
+        if let by = e.acknowledgedBy { w.field("acknowledged_by", by) }
+        if let at = e.acknowledgedAt { w.time("acknowledged_at", at) }
+        if let detail = e.detail {
+            w.key("detail")
+            w.begin()
+            for k in detail.keys.sorted() { w.field(k, detail[k] ?? "") }
+            w.end()
+        }
         w.end()
         return w.bytes
     }
@@ -116,14 +128,67 @@ public enum PayloadEncoder {
     }
 
     /// The retained status payload. `at` is omitted for the will (see the type's comment).
-    public static func status(_ state: GatewayState, at: Timestamp? = nil) -> [UInt8] {
-        var w = JSONWriter(capacity: 96)
+    /// `detail` (version, uptime, outbox depth, device states) is added to `online` statuses
+    /// the daemon publishes (docs/schemas/status.schema.json).
+    public static func status(_ state: GatewayState, at: Timestamp? = nil, detail: StatusDetail? = nil) -> [UInt8] {
+        var w = JSONWriter(capacity: 96 + (detail?.devices.count ?? 0) * 96)
         w.begin()
         w.field("schema", "vigil.status/1")
         w.field("state", state.rawValue)
         if let at { w.time("at", at) }
+        if let detail {
+            w.field("version", detail.version)
+            w.key("uptime_seconds"); w.integer(max(0, detail.uptimeSeconds))
+            w.key("outbox")
+            w.begin()
+            w.key("readings"); w.integer(max(0, detail.outboxReadings))
+            w.key("priority"); w.integer(max(0, detail.outboxPriority))
+            w.end()
+            w.key("devices")
+            w.beginArray()
+            for d in detail.devices {
+                w.element()
+                w.begin()
+                w.field("id", d.id)
+                w.field("state", d.state)
+                w.key("last_reading_at")
+                if let t = d.lastReadingAt { w.string(t.iso8601) } else { w.null() }
+                w.end()
+            }
+            w.endArray()
+        }
         w.end()
         return w.bytes
+    }
+
+    /// What the retained `online` status tells about the gateway. No patient data.
+    public struct StatusDetail: Sendable, Hashable {
+        public struct Device: Sendable, Hashable {
+            public var id: String
+            /// The device board's state (`connected`, `disconnected`, `downloading`, …).
+            public var state: String
+            public var lastReadingAt: Timestamp?
+            public init(id: String, state: String, lastReadingAt: Timestamp?) {
+                self.id = id
+                self.state = state
+                self.lastReadingAt = lastReadingAt
+            }
+        }
+        public var version: String
+        /// Seconds since vigild started.
+        public var uptimeSeconds: Int64
+        /// Undelivered routine readings.
+        public var outboxReadings: Int64
+        /// Undelivered escalations and events.
+        public var outboxPriority: Int64
+        public var devices: [Device]
+        public init(version: String, uptimeSeconds: Int64, outboxReadings: Int64, outboxPriority: Int64, devices: [Device]) {
+            self.version = version
+            self.uptimeSeconds = uptimeSeconds
+            self.outboxReadings = outboxReadings
+            self.outboxPriority = outboxPriority
+            self.devices = devices
+        }
     }
 }
 

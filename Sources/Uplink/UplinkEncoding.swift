@@ -20,6 +20,9 @@ public struct PublishProperties: Sendable, Hashable {
         }
     }
 
+    /// Whether there is nothing to send.
+    public var isEmpty: Bool { messageExpirySeconds == nil && contentType == nil && userProperties.isEmpty }
+
     public init(messageExpirySeconds: UInt32? = nil, contentType: String? = nil, userProperties: [UserProperty] = []) {
         self.messageExpirySeconds = messageExpirySeconds
         self.contentType = contentType

@@ -102,5 +102,7 @@ func decoders() {
 
 switch CommandLine.arguments.dropFirst().first {
 case "decoders": decoders()
-default: fail("usage: vigil-bench decoders [--megabytes N] [--runs R]")
+case "uplink-bytes": uplinkBytes()
+case "uplink-fill": await uplinkFill()
+default: fail("usage: vigil-bench decoders [--megabytes N] [--runs R] | uplink-bytes [--batch N] | uplink-fill --database PATH --readings N")
 }

@@ -37,12 +37,22 @@ struct Scan: AsyncParsableCommand {
     @Flag(help: "Print JSON lines instead of text.")
     var json = false
 
+    @Flag(help: "Scan through the running vigild (which holds the radio and its capabilities) instead of here.")
+    var daemon = false
+
+    @Option(help: ArgumentHelp("With --daemon: vigild's control socket.", valueName: "path"))
+    var socket: String?
+
     func validate() throws {
         guard seconds.isFinite, (1...600).contains(seconds) else { throw ValidationError("--seconds must be between 1 and 600") }
         if let adapter { guard (0...31).contains(adapter) else { throw ValidationError("--adapter must be between 0 and 31") } }
     }
 
     func run() async throws {
+        if daemon {
+            try runThroughDaemon()
+            return
+        }
         let known = try Self.loadProfiles(profiles)
         if let advertisement {
             guard let bytes = Decode.parseHex(advertisement) else {
@@ -118,6 +128,29 @@ struct Scan: AsyncParsableCommand {
             let match = matches.isEmpty ? "no matching profile" : matches.joined(separator: ", ")
             print("\(where_)\(signal)\(name)\(svc) → \(match)")
         }
+    }
+
+    /// `--daemon`: vigild scans and matches against its own profiles.
+    func runThroughDaemon() throws {
+        var connection = ConnectionOptions()
+        connection.socket = socket
+        connection.json = json
+        let reply = try RegistryRequest.send(.object([("command", "scan"), ("seconds", .double(seconds))]), connection: connection,
+                                             timeoutSeconds: Int(seconds) + 10)
+        let advertisers = reply["advertisers"]?.arrayValue ?? []
+        for a in advertisers {
+            if json {
+                print(a.serialized)
+                continue
+            }
+            let signal = a["rssi_dbm"]?.int64Value.map { " \($0) dBm" } ?? ""
+            let name = a["name"]?.stringValue.map { " \"\($0)\"" } ?? ""
+            let services = a["services"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            let svc = services.isEmpty ? "" : " services " + services.joined(separator: ",")
+            let matches = a["profiles"]?.arrayValue?.compactMap(\.stringValue) ?? []
+            print("\(a["address"]?.stringValue ?? "?")\(signal)\(name)\(svc) → \(matches.isEmpty ? "no matching profile" : matches.joined(separator: ", "))")
+        }
+        if !json { printError("\(advertisers.count) advertiser\(advertisers.count == 1 ? "" : "s") in \(Int(seconds)) s (through vigild)") }
     }
 
     /// Every `*.yaml` profile in `dir`; one that does not validate is an error naming it.

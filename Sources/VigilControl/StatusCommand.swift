@@ -210,9 +210,23 @@ struct StatusReport {
             lines.append("Uplink     connected to \(broker)  published \(up?["published"]?.int64Value ?? 0)  acknowledged \(up?["acknowledged"]?.int64Value ?? 0)  in flight \(up?["in_flight"]?.int64Value ?? 0)")
         } else {
             let reason = up?["last_error"]?.stringValue ?? "not connected yet"
-            lines.append("Uplink     NOT CONNECTED to \(broker): \(reason)  (reconnect attempts \(up?["reconnect_attempts"]?.int64Value ?? 0))")
-            problem("the broker is unreachable (\(reason)); readings are kept and will be sent when it returns",
-                    do: "check the home's internet connection and router, then run vigilctl diagnose (broker reachability, TLS certificates)")
+            if let refusal = up?["refusal"], let kind = refusal["kind"]?.stringValue {
+                // The broker (or TLS) refuses us: say why, and since when (docs/security.md).
+                let why = refusal["reason"]?.stringValue ?? kind
+                lines.append("Uplink     REFUSED by \(broker) [\(kind)] since \(refusal["since"]?.stringValue ?? "?"): \(why)  (reconnect attempts \(up?["reconnect_attempts"]?.int64Value ?? 0))")
+                problem("the broker refuses this gateway (\(kind)): \(why); readings are kept and will be sent once it is fixed",
+                        do: "fix the gateway's broker credentials or certificates (docs/security.md), then run vigilctl diagnose")
+            } else {
+                lines.append("Uplink     NOT CONNECTED to \(broker): \(reason)  (reconnect attempts \(up?["reconnect_attempts"]?.int64Value ?? 0))")
+                problem("the broker is unreachable (\(reason)); readings are kept and will be sent when it returns",
+                        do: "check the home's internet connection and router, then run vigilctl diagnose (broker reachability, TLS certificates)")
+            }
+        }
+        if let q = up?["quarantined"]?.int64Value, q > 0 {
+            let last = up?["last_publish_refusal"]?.stringValue ?? "refused by the broker"
+            lines.append("           └ \(q) item(s) quarantined: the broker refused them (\(last))")
+            problem("the broker refused \(q) message item(s), kept in the database as quarantined: \(last)",
+                    do: "ask the care team's broker administrator to allow this gateway's topics (ACL) or raise the message size limit")
         }
 
         let outbox = status["outbox"]

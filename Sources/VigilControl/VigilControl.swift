@@ -13,14 +13,16 @@ struct VigilControl: AsyncParsableCommand {
 
             Exit status (sysexits.h): 0 success (for status: the home is OK), 1 status found a \
             problem, 64 bad arguments, 65 bad input data (decode, evaluate, scan --advertisement), \
-            66 an input cannot be opened (capture's port, scan's profiles), 69 a service is \
-            unavailable (vigild not reachable, no Bluetooth), 70 vigild reported an error, 73 an \
-            output cannot be created, 74 an I/O error, 77 permission denied (see the 'vigil' and \
-            'vigil-admin' groups). Each command's --help gives its own.
+            66 an input cannot be opened (capture's port, scan's profiles; unpair/assign: no such \
+            device), 67 a device id that is not vigilctl's to change (pair, unpair, assign), 69 a \
+            service is unavailable (vigild not reachable, no Bluetooth), 70 vigild reported an error, \
+            73 an output cannot be created, 74 an I/O error, 77 permission denied (see the 'vigil' \
+            and 'vigil-admin' groups). Each command's --help gives its own.
             """,
         version: VigilVersion.string,
-        subcommands: [Status.self, Decode.self, Simulate.self, CaptureCommand.self, Evaluate.self, Scan.self]
-            + [Devices.self, Readings.self, Escalations.self, Outbox.self, Audit.self]
+        subcommands: [Status.self, Devices.self, Readings.self, Escalations.self, Outbox.self, Diagnose.self, Logs.self,
+                      Watch.self, Pair.self, Unpair.self, Assign.self, Setup.self, Audit.self,
+                      Decode.self, Simulate.self, CaptureCommand.self, Evaluate.self, Scan.self]
     )
 }
 

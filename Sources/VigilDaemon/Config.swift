@@ -1,5 +1,7 @@
+import Glibc
 import SerialLink
 import StrictYAML
+import Uplink
 import VitalSigns
 
 /// `vigild`'s configuration, read from `/etc/vigil/vigild.yaml`.
@@ -18,6 +20,9 @@ struct VigilConfig: Decodable, Sendable {
     var devices: [DeviceEntry]
     /// `control:` — who may use the control socket (Access.swift).
     var control = Control()
+    /// `downlink:` (DownlinkConfig.swift).
+    var downlink = Downlink()
+    var uplink: UplinkSettings
 
     struct Paths: Decodable, Sendable {
         var database = "/var/lib/vigil/vigil.sqlite"
@@ -56,9 +61,122 @@ struct VigilConfig: Decodable, Sendable {
         var passwordFile: String?
         var reconnectMinMilliseconds: Int
         var reconnectMaxMilliseconds: Int
+        /// `broker.tls` (docs/security.md); nil: plain TCP.
+        var tls: TLS?
+        /// `broker.protocol`: auto (default), mqtt5, mqtt311.
+        var protocolVersion: MQTTProtocolVersion
+        /// `broker.hub`: generic (default), azure-iot-hub, aws-iot-core (docs/cloud-topics.md).
+        var hub: CloudHub
+        /// `broker.topic_template`, with `{site}`, `{gateway}`, `{device_id}` (the client ID)
+        /// and `{kind}`; nil: `<topic_prefix>/{kind}`.
+        var topicTemplate: String?
+
+        struct TLS: Decodable, Sendable {
+            var caFile: String
+            var certFile: String?
+            var keyFile: String?
+            var verifyHostname: Bool
+            var minVersion: String
+            var ciphers: String?
+            var alpn: String?
+
+            enum CodingKeys: String, CodingKey {
+                case caFile = "ca_file"
+                case certFile = "cert_file"
+                case keyFile = "key_file"
+                case verifyHostname = "verify_hostname"
+                case minVersion = "min_version"
+                case ciphers, alpn
+            }
+
+            init(from decoder: any Decoder) throws {
+                let c = try decoder.container(keyedBy: CodingKeys.self)
+                caFile = try c.decode(String.self, forKey: .caFile)
+                certFile = try c.decodeIfPresent(String.self, forKey: .certFile)
+                keyFile = try c.decodeIfPresent(String.self, forKey: .keyFile)
+                verifyHostname = try c.decodeIfPresent(Bool.self, forKey: .verifyHostname) ?? true
+                minVersion = try c.decodeIfPresent(String.self, forKey: .minVersion) ?? "tlsv1.2"
+                ciphers = try c.decodeIfPresent(String.self, forKey: .ciphers)
+                alpn = try c.decodeIfPresent(String.self, forKey: .alpn)
+                guard ["tlsv1.2", "tlsv1.3"].contains(minVersion) else {
+                    throw DecodingError.dataCorruptedError(forKey: .minVersion, in: c, debugDescription: "must be tlsv1.2 or tlsv1.3 (older TLS is never offered)")
+                }
+                if certFile != nil, keyFile == nil {
+                    throw DecodingError.dataCorruptedError(forKey: .certFile, in: c, debugDescription: "a client certificate needs its private key: set key_file too")
+                }
+                if keyFile != nil, certFile == nil {
+                    throw DecodingError.dataCorruptedError(forKey: .keyFile, in: c, debugDescription: "a private key needs its certificate: set cert_file too")
+                }
+                for (key, path) in [(CodingKeys.caFile, caFile), (.certFile, certFile), (.keyFile, keyFile)] {
+                    guard let path else { continue }
+                    guard path.hasPrefix("/") else {
+                        throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "must be an absolute path")
+                    }
+                    if let problem = Self.unreadable(path) {
+                        throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "\(path): \(problem)")
+                    }
+                }
+                if let keyFile, let problem = Self.exposedKey(keyFile) ?? Self.encryptedKey(keyFile) {
+                    throw DecodingError.dataCorruptedError(forKey: .keyFile, in: c, debugDescription: "\(keyFile): \(problem)")
+                }
+            }
+
+            /// Why `path` cannot be read as a file by this process, or nil.
+            static func unreadable(_ path: String) -> String? {
+                var fd: Int32
+                repeat { fd = open(path, O_RDONLY | O_CLOEXEC) } while fd < 0 && errno == EINTR
+                guard fd >= 0 else {
+                    let e = errno
+                    return "cannot be read: \(String(cString: strerror(e))) (errno \(e))"
+                }
+                defer { close(fd) }
+                var st = stat()
+                guard fstat(fd, &st) == 0 else { return "cannot be inspected (errno \(errno))" }
+                guard (st.st_mode & S_IFMT) == S_IFREG else { return "is not a regular file" }
+                guard st.st_size > 0 else { return "is empty" }
+                return nil
+            }
+
+            /// A private key others can read is a leaked key: refuse it (mode must not grant
+            /// "other" any access). Says nothing about the key's content.
+            static func exposedKey(_ path: String) -> String? {
+                var st = stat()
+                guard stat(path, &st) == 0 else { return nil }
+                if st.st_mode & 0o007 != 0 {
+                    return "the private key is accessible to every user (mode \(String(st.st_mode & 0o777, radix: 8))); chmod o-rwx it (e.g. 0640 root:vigil)"
+                }
+                return nil
+            }
+
+            /// An encrypted PEM key ("ENCRYPTED PRIVATE KEY", or a legacy "Proc-Type: 4,ENCRYPTED"
+            /// header) cannot be loaded unattended. Reads the file's first 4 KiB; reports only
+            /// that it is encrypted, never its content.
+            static func encryptedKey(_ path: String) -> String? {
+                var fd: Int32
+                repeat { fd = open(path, O_RDONLY | O_CLOEXEC) } while fd < 0 && errno == EINTR
+                guard fd >= 0 else { return nil }
+                defer { close(fd) }
+                var buf = [UInt8](repeating: 0, count: 4096)
+                var n: Int
+                repeat { n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) } } while n < 0 && errno == EINTR
+                guard n > 0 else { return nil }
+                let head = String(decoding: buf[0..<n], as: UTF8.self)
+                if head.contains("ENCRYPTED PRIVATE KEY") || head.contains("Proc-Type: 4,ENCRYPTED") {
+                    return "the private key is encrypted; vigild needs an unencrypted key protected by file permissions (openssl pkey -in KEY -out KEY.plain)"
+                }
+                return nil
+            }
+
+            var options: MQTTTLSOptions {
+                MQTTTLSOptions(caFile: caFile, certFile: certFile, keyFile: keyFile, verifyHostname: verifyHostname,
+                               minimumVersion: minVersion, ciphers: ciphers, alpn: alpn)
+            }
+        }
 
         enum CodingKeys: String, CodingKey {
-            case host, port, username
+            case host, port, username, tls, hub
+            case protocolVersion = "protocol"
+            case topicTemplate = "topic_template"
             case clientID = "client_id"
             case keepAliveSeconds = "keepalive_seconds"
             case topicPrefix = "topic_prefix"
@@ -100,6 +218,57 @@ struct VigilConfig: Decodable, Sendable {
                     forKey: .reconnectMaxMilliseconds, in: c,
                     debugDescription: "needs 50 ≤ reconnect_min_ms ≤ reconnect_max_ms ≤ 3600000")
             }
+            tls = try c.decodeIfPresent(TLS.self, forKey: .tls)
+            let version = try c.decodeIfPresent(String.self, forKey: .protocolVersion) ?? "auto"
+            guard let v = MQTTProtocolVersion(rawValue: version) else {
+                throw DecodingError.dataCorruptedError(forKey: .protocolVersion, in: c, debugDescription: "must be auto, mqtt5 or mqtt311")
+            }
+            protocolVersion = v
+            let hubName = try c.decodeIfPresent(String.self, forKey: .hub) ?? "generic"
+            guard let h = CloudHub(rawValue: hubName) else {
+                throw DecodingError.dataCorruptedError(forKey: .hub, in: c, debugDescription: "must be generic, azure-iot-hub or aws-iot-core")
+            }
+            hub = h
+            topicTemplate = try c.decodeIfPresent(String.self, forKey: .topicTemplate)
+            switch hub {
+            case .generic:
+                break
+            case .azureIoTHub:
+                // Azure IoT Hub: MQTT 3.1.1 over TLS on 8883, user name
+                // "<hub>.azure-devices.net/<device_id>/?api-version=…", client ID = device ID.
+                if protocolVersion == .mqtt5 {
+                    throw DecodingError.dataCorruptedError(forKey: .protocolVersion, in: c, debugDescription: "Azure IoT Hub speaks MQTT 3.1.1 only: use mqtt311 or auto")
+                }
+                guard tls != nil else {
+                    throw DecodingError.dataCorruptedError(forKey: .tls, in: c, debugDescription: "Azure IoT Hub accepts TLS connections only: set broker.tls")
+                }
+                guard let user = username, user.contains("/?api-version=") else {
+                    throw DecodingError.dataCorruptedError(forKey: .username, in: c, debugDescription: "Azure IoT Hub needs the user name <hub>.azure-devices.net/<device_id>/?api-version=2021-04-12")
+                }
+                if topicTemplate == nil { topicTemplate = "devices/{device_id}/messages/events/" }
+            case .awsIoTCore:
+                guard tls != nil else {
+                    throw DecodingError.dataCorruptedError(forKey: .tls, in: c, debugDescription: "AWS IoT Core accepts TLS connections only: set broker.tls (with cert_file and key_file)")
+                }
+            }
+            if let t = topicTemplate {
+                // The shape is checked here, so the error names the key; the lengths, which
+                // depend on site and gateway, again in VigilConfig.init.
+                let sample = t.replacing("{site}", with: "s").replacing("{gateway}", with: "g")
+                    .replacing("{device_id}", with: clientID ?? "d")
+                do {
+                    let topics = try Topics(template: sample, hub: hub)
+                    try topics.check(protocol: protocolVersion)
+                } catch {
+                    throw DecodingError.dataCorruptedError(forKey: .topicTemplate, in: c, debugDescription: error.reason)
+                }
+            } else if hub != .generic {
+                do {
+                    _ = try Topics(template: topicPrefix.replacing("{site}", with: "s").replacing("{gateway}", with: "g") + "/{kind}", hub: hub)
+                } catch {
+                    throw DecodingError.dataCorruptedError(forKey: .topicPrefix, in: c, debugDescription: error.reason)
+                }
+            }
         }
     }
 
@@ -123,6 +292,50 @@ struct VigilConfig: Decodable, Sendable {
             maxInFlight = try c.decodeIfPresent(Int.self, forKey: .maxInFlight) ?? 256
             guard (1...65_535).contains(maxInFlight) else {
                 throw DecodingError.dataCorruptedError(forKey: .maxInFlight, in: c, debugDescription: "must be between 1 and 65535")
+            }
+        }
+    }
+
+    /// `uplink:` — how readings and escalations are encoded (docs/payloads.md).
+    struct UplinkSettings: Decodable, Sendable {
+        var encoding = UplinkEncodingKind.vigilJSON
+        /// Observations per FHIR Bundle, at most (`fhir-bundle`, `fhir-bundle-deflate`).
+        var batchMax = 50
+        /// MQTT 5 message expiry for routine readings, seconds; nil: never. Escalations, events
+        /// and status never expire.
+        var readingExpirySeconds: UInt32?
+        var escalations = EscalationRendering.vigilJSON
+
+        enum CodingKeys: String, CodingKey {
+            case encoding, escalations
+            case batchMax = "batch_max"
+            case readingExpirySeconds = "reading_expiry_seconds"
+        }
+        init() {}
+        init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            if let text = try c.decodeIfPresent(String.self, forKey: .encoding) {
+                guard let kind = UplinkEncodingKind(rawValue: text) else {
+                    throw DecodingError.dataCorruptedError(forKey: .encoding, in: c, debugDescription: "must be one of \(UplinkEncodingKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                encoding = kind
+            }
+            if let text = try c.decodeIfPresent(String.self, forKey: .escalations) {
+                guard let r = EscalationRendering(rawValue: text) else {
+                    throw DecodingError.dataCorruptedError(forKey: .escalations, in: c, debugDescription: "must be vigil-json or fhir")
+                }
+                escalations = r
+            }
+            batchMax = try c.decodeIfPresent(Int.self, forKey: .batchMax) ?? 50
+            guard (1...1000).contains(batchMax) else {
+                throw DecodingError.dataCorruptedError(forKey: .batchMax, in: c, debugDescription: "must be between 1 and 1000")
+            }
+            if let e = try c.decodeIfPresent(Int.self, forKey: .readingExpirySeconds) {
+                // MQTT 5 §3.3.2.3.3: a four-byte interval; 0 would mean "expire at once".
+                guard (1...Int(UInt32.max)).contains(e) else {
+                    throw DecodingError.dataCorruptedError(forKey: .readingExpirySeconds, in: c, debugDescription: "must be between 1 and 4294967295 seconds")
+                }
+                readingExpirySeconds = UInt32(e)
             }
         }
     }
@@ -258,6 +471,8 @@ struct VigilConfig: Decodable, Sendable {
     enum CodingKeys: String, CodingKey {
         case site, gateway, paths, broker, outbox, devices
         case control
+        case downlink
+        case uplink
         case logLevel = "log_level"
     }
 
@@ -282,15 +497,42 @@ struct VigilConfig: Decodable, Sendable {
         outbox = try c.decodeIfPresent(Outbox.self, forKey: .outbox) ?? Outbox()
         devices = try c.decodeIfPresent([DeviceEntry].self, forKey: .devices) ?? []
         control = try c.decodeIfPresent(Control.self, forKey: .control) ?? Control()
+        downlink = try c.decodeIfPresent(Downlink.self, forKey: .downlink) ?? Downlink()
+        uplink = try c.decodeIfPresent(UplinkSettings.self, forKey: .uplink) ?? UplinkSettings()
         var seen = Set<DeviceID>()
         for d in devices where !seen.insert(d.id).inserted {
             throw DecodingError.dataCorruptedError(forKey: .devices, in: c, debugDescription: "device id '\(d.id)' is used twice")
+        }
+        do {
+            _ = try topics()
+        } catch {
+            throw DecodingError.dataCorruptedError(forKey: .broker, in: c, debugDescription: "topic_template: \(error.reason)")
+        }
+        // Azure IoT Hub: the MQTT client ID is the device ID, and the user name names it.
+        if broker.hub == .azureIoTHub, let user = broker.username, !user.contains("/\(clientID)/?api-version=") {
+            throw DecodingError.dataCorruptedError(
+                forKey: .broker, in: c,
+                debugDescription: "username: Azure IoT Hub needs <hub>.azure-devices.net/\(clientID)/?api-version=…, with the client ID (\(clientID)) as device ID")
         }
     }
 
     /// The topic prefix with `{site}` and `{gateway}` filled in.
     var topicPrefix: String {
         broker.topicPrefix.replacing("{site}", with: site).replacing("{gateway}", with: gateway)
+    }
+
+    /// The uplink topics: `broker.topic_template` (placeholders filled, `{kind}` kept) checked
+    /// against `broker.hub`'s limits, or `<topic_prefix>/{kind}`.
+    func topics() throws(MQTTError) -> Topics {
+        guard let template = broker.topicTemplate else {
+            return broker.hub == .generic ? try Topics(prefix: topicPrefix)
+                : try Topics(template: topicPrefix + "/{kind}", hub: broker.hub)
+        }
+        let filled = template.replacing("{site}", with: site).replacing("{gateway}", with: gateway)
+            .replacing("{device_id}", with: clientID)
+        let topics = try Topics(template: filled, hub: broker.hub)
+        try topics.check(protocol: broker.protocolVersion)
+        return topics
     }
 
     var clientID: String { broker.clientID ?? "vigil-\(site)-\(gateway)" }

@@ -49,6 +49,12 @@ actor DeviceBoard {
         if transport == "ble" { entries[id]?.ble = BLEInfo(link: port.contains("via seqpacket:") ? "seqpacket" : "l2cap") }
     }
 
+    /// Removes a device (unpaired at runtime) from what status shows.
+    func unregister(_ id: DeviceID) {
+        entries[id] = nil
+        order.removeAll { $0 == id }
+    }
+
     func bleConnected(_ id: DeviceID, mtu: Int, bonded: Bool?, clockOffsetSeconds: Double?) {
         guard var e = entries[id] else { return }
         var b = e.ble ?? BLEInfo()

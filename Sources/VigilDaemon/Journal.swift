@@ -1,5 +1,6 @@
 import Glibc
 import Logging
+import Synchronization
 
 /// Writes log lines to stderr with a syslog priority prefix (`<6>`), which journald reads
 /// (sd-daemon(3), `SyslogLevelPrefix=`). Metadata follows the message as `key=value`.
@@ -8,7 +9,23 @@ import Logging
 /// identifiers may only appear at debug/trace, and the default level is info.
 struct JournalLogHandler: LogHandler {
     var label: String
-    var logLevel: Logger.Level
+    /// The level from the config, unless a downlink `config` command set one for every
+    /// logger at run time (`runtimeLevel`).
+    var logLevel: Logger.Level {
+        get {
+            // Read on every log call: an atomic load, not a lock.
+            let i = Self.runtimeLevelIndex.load(ordering: .relaxed)
+            return Logger.Level.allCases.indices.contains(i) ? Logger.Level.allCases[i] : configuredLevel
+        }
+        set { configuredLevel = newValue }
+    }
+    private var configuredLevel: Logger.Level
+    /// Set by the downlink `config` command (`log_level`): an index into `Logger.Level.allCases`,
+    /// or -1 for each handler's own level.
+    static let runtimeLevelIndex = Atomic<Int>(-1)
+    static func setRuntimeLevel(_ level: Logger.Level) {
+        runtimeLevelIndex.store(Logger.Level.allCases.firstIndex(of: level) ?? -1, ordering: .relaxed)
+    }
     var metadata: Logger.Metadata = [:]
     /// Whether to prefix each line with its syslog priority (stderr attached to journald)
     /// or with a readable level name (a terminal).
@@ -16,7 +33,7 @@ struct JournalLogHandler: LogHandler {
 
     init(label: String, level: Logger.Level, syslogPrefix: Bool) {
         self.label = label
-        self.logLevel = level
+        self.configuredLevel = level
         self.syslogPrefix = syslogPrefix
     }
 

@@ -92,6 +92,21 @@ actor RuleEvaluator {
         return nil
     }
 
+    /// The version of the plan in force for a patient, or nil when the patient has none.
+    func planVersion(patient: PatientID) -> Int? { engines[patient]?.plan.version }
+
+    /// Puts a validated plan in force (downlink `care-plan`): replaces the patient's plan
+    /// (`RuleEngine.apply(plan:)`, episodes of unchanged rules carry over) or starts an
+    /// engine for a patient who had none.
+    func apply(plan: CarePlan) {
+        if var engine = engines[plan.patient] {
+            engine.apply(plan: plan)
+            engines[plan.patient] = engine
+        } else {
+            engines[plan.patient] = RuleEngine(plan: plan)
+        }
+    }
+
     /// Rebuilds state from the store (start-up). Bounded: the replay window of the plans,
     /// rounded down to the hour, and `historyDays` of hourly summaries before it.
     func rebuild(from store: ReadingStore, now: Timestamp) throws -> (escalations: [Escalation], events: [GatewayEvent], replayed: Int) {

@@ -13,16 +13,60 @@ struct ForwardingService: Service {
     let forwarder: Forwarder
     let topics: Topics
     let logger: Logger
+    /// The retained `online` status's detail (version, uptime, outbox depth, device states);
+    /// published on every connect and every `statusInterval` while connected.
+    var statusDetail: (@Sendable () async -> PayloadEncoder.StatusDetail)?
+    var statusInterval: Duration = .seconds(60)
 
     func run() async throws {
         try connection.start()
         await cancelWhenGracefulShutdown {
-            await forwarder.run()
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await forwarder.run() }
+                if let statusDetail { group.addTask { await publishStatus(statusDetail) } }
+                await group.next()
+                group.cancelAll()
+            }
         }
         // Graceful shutdown: tell the care team this gateway is going away on purpose.
-        _ = try? connection.publish(topic: topics.status, payload: PayloadEncoder.status(.offline), qos: 1, retain: true)
+        _ = try? connection.publish(topic: topics.status, payload: PayloadEncoder.status(.offline), qos: 1, retain: topics.retainStatus)
         await connection.stop()
         logger.info("uplink stopped", metadata: ["outbox.acknowledged": "\(forwarder.stats.acknowledged)"])
+    }
+}
+
+extension ForwardingService {
+    /// Publishes the retained `online` status (version, uptime, outbox depth, device states)
+    /// after each connect and then every `statusInterval`, so the outbox depth a dashboard
+    /// sees is never older than that. Retained only where the hub allows (`Topics.retainStatus`).
+    private func publishStatus(_ detail: @Sendable () async -> PayloadEncoder.StatusDetail) async {
+        let events = connection.events()
+        let interval = statusInterval
+        let connection = self.connection
+        let topic = topics.status
+        let retain = topics.retainStatus
+        await withTaskGroup(of: Void.self) { group in
+            let (ticks, tick) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+            group.addTask {
+                for await e in events { if case .connected = e { tick.yield() } }
+                tick.finish()
+            }
+            group.addTask {
+                while !Task.isCancelled {
+                    do { try await Task.sleep(for: interval) } catch { break }
+                    tick.yield()
+                }
+                tick.finish()
+            }
+            if connection.snapshot.connected { tick.yield() }
+            for await _ in ticks {
+                if Task.isCancelled { break }
+                guard connection.snapshot.connected else { continue }
+                let payload = PayloadEncoder.status(.online, at: realtimeNow(), detail: await detail())
+                _ = try? connection.publish(topic: topic, payload: payload, qos: 1, retain: retain)
+            }
+            group.cancelAll()
+        }
     }
 }
 
@@ -106,19 +150,36 @@ struct StatusReporter: Sendable {
 
         let mqtt = connection.snapshot
         let fwd = forwarder.stats
-        let uplink: JSONValue = .object([
+        // Built in pieces: one literal this long is beyond the type checker's time limit.
+        let drainRate: JSONValue = drainMeter.ratePerSecond().map { .double(($0 * 10).rounded() / 10) } ?? .null
+        let refusal: JSONValue = mqtt.refusal.map { r -> JSONValue in
+            .object([("kind", .string(r.kind.rawValue)), ("reason", .string(r.reason)), ("since", time(r.since))])
+        } ?? .null
+        var uplinkFields: [(String, JSONValue)] = [
             ("broker", .string("\(config.broker.host):\(config.broker.port)")),
             ("connected", .bool(mqtt.connected)),
             ("last_error", mqtt.lastError.map { .string($0) } ?? .null),
             ("last_connected_at", time(mqtt.lastConnectedAt)),
             ("reconnect_attempts", .int(Int64(mqtt.connectAttempts))),
             ("consecutive_failures", .int(Int64(mqtt.consecutiveFailures))),
+        ]
+        uplinkFields += [
             ("published", .int(Int64(fwd.published))),
             ("acknowledged", .int(Int64(fwd.acknowledged))),
             ("in_flight", .int(Int64(fwd.inFlight))),
-            ("drain_rate_per_second", drainMeter.ratePerSecond().map { .double(($0 * 10).rounded() / 10) } ?? .null),
+            ("drain_rate_per_second", drainRate),
             ("last_publish_error", fwd.lastPublishError.map { .string($0) } ?? .null),
-        ])
+        ]
+        // Issue 6 (docs/security.md): TLS, MQTT version, why the broker refuses us, and
+        // what it refused to accept (quarantined items).
+        uplinkFields += [
+            ("tls", .bool(mqtt.tls)),
+            ("protocol", .string(mqtt.protocolVersion.rawValue)),
+            ("refusal", refusal),
+            ("quarantined", .int(Int64(fwd.quarantined))),
+            ("last_publish_refusal", fwd.lastPublishRefusal.map { .string($0) } ?? .null),
+        ]
+        let uplink: JSONValue = .object(uplinkFields)
 
         var outbox: JSONValue = .null
         var storeDoc: JSONValue = .object([("error", "unavailable")])

@@ -90,7 +90,7 @@ do {
 let topics: Topics
 let connection: MQTTConnection
 do {
-    topics = try Topics(prefix: setup.config.topicPrefix)
+    topics = try setup.config.topics()
     var options = MQTTOptions(
         host: setup.config.broker.host, port: setup.config.broker.port, clientID: setup.config.clientID,
         keepAliveSeconds: Int32(setup.config.broker.keepAliveSeconds))
@@ -101,6 +101,9 @@ do {
     options.reconnectDelayMin = .milliseconds(setup.config.broker.reconnectMinMilliseconds)
     options.reconnectDelayMax = .milliseconds(setup.config.broker.reconnectMaxMilliseconds)
     options.maxInFlight = UInt32(setup.config.outbox.maxInFlight)
+    // TLS, MQTT version (docs/security.md, docs/cloud-topics.md). Azure IoT Hub: 3.1.1 only.
+    options.tls = setup.config.broker.tls?.options
+    options.protocolVersion = setup.config.broker.hub == .azureIoTHub ? .mqtt311 : setup.config.broker.protocolVersion
     connection = try MQTTConnection(options: options)
 } catch {
     logger.critical("cannot set up the MQTT client", metadata: ["error": "\(error)"])
@@ -112,31 +115,36 @@ let forwarder = Forwarder(
     // reading a second, marking each one alone would double the SD card's fsyncs. A crash
     // loses at most a second of marks, which only means those readings are sent again.
     configuration: Forwarder.Configuration(
-        topics: topics, maxInFlight: setup.config.outbox.maxInFlight, deliveredBatchInterval: .seconds(1)),
+        topics: topics, maxInFlight: setup.config.outbox.maxInFlight,
+        // A Bundle holds up to batch_max readings: fetch at least that many at a time.
+        readingsBatch: max(128, setup.config.uplink.batchMax), deliveredBatchInterval: .seconds(1),
+        // ForwardingService publishes the retained status, with outbox depth and device states.
+        publishStatus: false,
+        encoding: makeUplinkEncoding(
+            setup.config.uplink.encoding, batchMax: setup.config.uplink.batchMax,
+            readingExpirySeconds: setup.config.uplink.readingExpirySeconds, escalations: setup.config.uplink.escalations,
+            deviceSystem: "urn:vigil:device-id:\(setup.config.site):\(setup.config.gateway)")),
     logger: Logger(label: "vigild.uplink"))
 
-// Devices.
+// Devices: the config file's (installer-provisioned) and the registry's (paired with
+// vigilctl), all run by one DeviceManager that can start, stop and restart them at runtime.
 let board = DeviceBoard()
-var pipelines: [DevicePipeline] = []
-var bleSupervisors: [BLEDeviceSupervisor] = []
-let lastSeen = (try? store.stats().lastReadingByDevice) ?? [:]
-for device in setup.config.devices {
-    guard let profile = setup.profiles[device.profile] else { continue }
-    await board.register(id: device.id, profile: profile.id, transport: profile.transport.rawValue, port: device.endpoint)
-    if let t = lastSeen[device.id] { await board.seedLastReading(device.id, t) }
-    if let ble = profile.ble {
-        // Bluetooth LE: a supervisor per device, feeding the same commit path.
-        bleSupervisors.append(BLEDeviceSupervisor(
-            device: device, profile: profile, ble: ble,
-            commitPath: CommitPath(device: device.id, store: store, rules: rules, forwarder: forwarder, board: board,
-                                   logger: Logger(label: "vigild.device")),
-            board: board, logger: Logger(label: "vigild.ble")))
-        continue
-    }
-    pipelines.append(DevicePipeline(
-        device: device, profile: profile, store: store, rules: rules, forwarder: forwarder, board: board,
-        logger: Logger(label: "vigild.device")))
+let devices = DeviceManager(
+    store: store, rules: rules, forwarder: forwarder, board: board,
+    profilesDirectory: setup.config.paths.deviceProfiles, configDevices: setup.config.devices,
+    profiles: setup.profiles, logger: Logger(label: "vigild.devices"))
+do {
+    try await devices.adoptRegistry(try store.pairedDevices())
+    await devices.announce()
+} catch let error as DeviceRegistryError {
+    logger.critical("device registry conflicts with the config", metadata: ["error": "\(error)"])
+    writeStderr("vigild: \(error)\n")
+    exit(ExitCode.config)
+} catch {
+    logger.critical("cannot read the device registry", metadata: ["error": "\(error)"])
+    exit(ExitCode.ioError)
 }
+let deviceCommands = DeviceRegistryCommands(manager: devices, store: store, logger: Logger(label: "vigild.devices"))
 
 let startedAt = realtimeNow()
 let statusReporter = StatusReporter(
@@ -144,16 +152,32 @@ let statusReporter = StatusReporter(
 let control = ControlService(
     path: setup.config.paths.controlSocket,
     logger: Logger(label: "vigild.control"),
-    commands: statusReporter.commands + statusReporter.viewCommands,
+    commands: statusReporter.commands + statusReporter.viewCommands + deviceCommands.commands,
     policy: AccessPolicy.resolve(setup.config.control), store: store)
 
-var services: [any Service] = [ForwardingService(connection: connection, forwarder: forwarder, topics: topics, logger: logger)]
-services += pipelines.map { $0 as any Service }
-services += bleSupervisors.map { $0 as any Service }
+var services: [any Service] = [ForwardingService(
+    connection: connection, forwarder: forwarder, topics: topics, logger: logger,
+    statusDetail: { [store, board] in
+        let s = try? store.stats()
+        let devices = await board.snapshot().map {
+            PayloadEncoder.StatusDetail.Device(id: $0.id.rawValue, state: $0.state, lastReadingAt: $0.lastReadingAt)
+        }
+        return PayloadEncoder.StatusDetail(
+            version: VigilVersion.string, uptimeSeconds: realtimeNow().milliseconds(since: startedAt) / 1000,
+            outboxReadings: s?.undeliveredReadings ?? 0, outboxPriority: s?.undeliveredPriority ?? 0, devices: devices)
+    })]
+services.append(devices)
 services.append(control)
 services.append(WatchdogService(store: store))
 services.append(DrainSampler(meter: statusReporter.drainMeter, forwarder: forwarder))
 services.append(RuleTicker(rules: rules, store: store, forwarder: forwarder, logger: Logger(label: "vigild.rules")))
+// The downlink: care-team commands on <prefix>/cmd/+ (DownlinkService.swift, docs/downlink.md).
+if setup.config.downlink.enabled {
+    services.append(DownlinkService(connection: connection, processor: DownlinkProcessor(
+        prefix: topics.prefix, limits: setup.config.downlink.limits, store: store, rules: rules, forwarder: forwarder,
+        connection: connection, carePlansDirectory: setup.config.paths.carePlans, startedAt: startedAt,
+        logger: Logger(label: "vigild.downlink")), logger: Logger(label: "vigild.downlink")))
+}
 
 let group = ServiceGroup(configuration: .init(
     services: services.map { .init(service: $0) },
@@ -161,10 +185,11 @@ let group = ServiceGroup(configuration: .init(
     cancellationSignals: [],
     logger: Logger(label: "vigild.lifecycle")))
 
+let deviceCount = setup.config.devices.count + ((try? store.pairedDevices().count) ?? 0)
 logger.info("vigild started", metadata: [
-    "version": "\(VigilVersion.string)", "devices": "\(pipelines.count + bleSupervisors.count)", "database": "\(setup.config.paths.database)",
+    "version": "\(VigilVersion.string)", "devices": "\(deviceCount)", "database": "\(setup.config.paths.database)",
 ])
-SystemdNotifier.notify("STATUS=reading \(pipelines.count + bleSupervisors.count) device(s)")
+SystemdNotifier.notify("STATUS=reading \(deviceCount) device(s)")
 var exitCode: Int32 = 0
 do {
     try await group.run()

@@ -35,8 +35,10 @@ public final class VigildProcess: @unchecked Sendable {
     }
 
     /// Writes a config for `devices` and `broker`, plus the given care plans (file name → YAML).
+    /// `brokerHost`, `brokerConfig`: for TLS tests (`localhost` to match the certificate;
+    /// further `broker:` keys, each line indented by two spaces, e.g. `  tls:\n    ca_file: …`).
     public init(brokerPort: Int, devices: [Device], carePlans: [String: String] = [:],
-                extraConfig: String = "") throws(MosquittoBrokerError) {
+                extraConfig: String = "", brokerHost: String = "127.0.0.1", brokerConfig: String = "") throws(MosquittoBrokerError) {
         var template = [UInt8]("/tmp/vigild-test.XXXXXX".utf8) + [0]
         guard let made = template.withUnsafeMutableBufferPointer({ buf in
             buf.baseAddress.flatMap { mkdtemp(UnsafeMutableRawPointer($0).assumingMemoryBound(to: CChar.self)) }
@@ -53,13 +55,17 @@ public final class VigildProcess: @unchecked Sendable {
               care_plans: "\(carePlansDirectory)"
               device_profiles: "\(Fixtures.repositoryRoot)/devices"
             broker:
-              host: 127.0.0.1
+              host: \(brokerHost)
               port: \(brokerPort)
               keepalive_seconds: 5
               reconnect_min_ms: 100
               reconnect_max_ms: 1000
 
             """
+        if !brokerConfig.isEmpty {
+            // `config` ends with the broker section's last line and its newline.
+            config += brokerConfig + (brokerConfig.hasSuffix("\n") ? "" : "\n")
+        }
         config += extraConfig
         if !devices.isEmpty {
             config += "devices:\n"

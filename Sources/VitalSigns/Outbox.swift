@@ -18,6 +18,9 @@ public struct GatewayEvent: Hashable, Sendable, Codable {
 
     /// Kinds the gateway emits.
     public static let dataLoss = "data_loss"
+    /// The broker refused messages (MQTT 5 PUBACK reason ≥ 0x80) or a message broke the
+    /// hub's limits; `count` items were quarantined. Detail: lane, reason, reason_code.
+    public static let publishRefused = "publish_refused"
 }
 
 /// The two outbox lanes. Everything in `.priority` (escalations and gateway events) goes
@@ -65,4 +68,18 @@ public protocol OutboxSource: Sendable {
     /// Marks items delivered (the broker's PUBACK arrived). Unknown or already-delivered
     /// keys are ignored.
     func markDelivered(_ keys: [OutboxKey]) async throws
+    /// Takes items out of the outbox for good because the broker refused them (MQTT 5 PUBACK
+    /// reason ≥ 0x80, e.g. 0x87 "not authorized") or they break the hub's limits. A store
+    /// keeps them as evidence, counts them and queues one `publish_refused` gateway event on
+    /// the priority lane (none when the refused items are themselves `publish_refused`
+    /// events, so a denied events topic cannot loop). `reason` carries no patient data.
+    func quarantine(_ keys: [OutboxKey], reason: String) async throws
+}
+
+extension OutboxSource {
+    /// For sources that keep no evidence (in-memory test outboxes): the items only leave
+    /// the outbox.
+    public func quarantine(_ keys: [OutboxKey], reason: String) async throws {
+        try await markDelivered(keys)
+    }
 }

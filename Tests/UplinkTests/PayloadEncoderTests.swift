@@ -161,7 +161,8 @@ struct PayloadEncoderTests {
         #expect(topics.escalations == "vigil/v1/home-42/gw-1/escalations")
         #expect(topics.events == "vigil/v1/home-42/gw-1/events")
         #expect(topics.status == "vigil/v1/home-42/gw-1/status")
-        #expect(topics.offlineWill == MQTTWill(topic: topics.status, payload: PayloadEncoder.status(.offline), qos: 1, retain: true))
+        #expect(topics.offlineWill == MQTTWill(topic: topics.status, payload: PayloadEncoder.status(.offline), qos: 1, retain: true,
+                                               properties: .init(contentType: "application/json", userProperties: [.init("schema", "vigil.status/1")])))
         #expect(throws: MQTTError.self) { try Topics(prefix: "vigil/+/x") }
         #expect(throws: MQTTError.self) { try Topics(prefix: "/") }
     }
