@@ -61,6 +61,8 @@ private func gid(_ name: String) -> UInt32? {
 func normalised(_ text: String) -> String {
     var t = text
     t = t.replacing(/\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?Z?/, with: "<time>")
+    // An age's text has no fixed width: the table column after it moves with it.
+    t = t.replacing(/(\d+ (s|min|h|days) ago|just now) +/, with: "<age>  ")
     t = t.replacing(/\d+ (s|min|h|days) ago|just now/, with: "<age>")
     t = t.replacing(/up \d+ s/, with: "up <n> s")
     t = t.replacing(/Disk {7}.*/, with: "Disk       <disk>")
