@@ -34,22 +34,7 @@ extension ReadingStore {
     /// `readings_measured_at`.
     public func latestReadings(_ filter: ReadingFilter, limit: Int) throws(StoreError) -> [StoredReading] {
         guard limit > 0 else { return [] }
-        var clauses: [String] = []
-        var binds: [String] = []
-        if let d = filter.device { clauses.append("device = ?"); binds.append(d.rawValue) }
-        if let p = filter.patient { clauses.append("patient = ?"); binds.append(p.rawValue) }
-        if let v = filter.vital { clauses.append("vital = ?"); binds.append(v) }
-        if filter.since != nil { clauses.append("measured_at >= ?") }
-        // Unfiltered: commit order (the rowid) is the cheapest "newest". Filtered: measured time,
-        // so the index chosen above is walked in order and no sort is needed.
-        let order = clauses.isEmpty ? "seq DESC" : "measured_at DESC, seq DESC"
-        let index = filter.device != nil ? "INDEXED BY readings_identity"
-            : filter.vital != nil ? "INDEXED BY readings_vital" : ""
-        let sql = """
-            SELECT seq, reading_id, patient, device, vital, value, unit, measured_at, received_at, flags, sequence, delivered
-            FROM readings \(index) \(clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND "))
-            ORDER BY \(order) LIMIT ?
-            """
+        let (sql, binds) = Self.latestReadingsQuery(filter)
         let newestFirst = try readQuery { (db) throws(StoreError) -> [StoredReading] in
             try db.withStatement(sql, operation: "latest readings") { (s) throws(StoreError) in
                 var i: Int32 = 1
@@ -74,6 +59,27 @@ extension ReadingStore {
             }
         }
         return newestFirst.reversed()
+    }
+
+    /// The SQL and text bindings of `latestReadings` (then the `since` time, then the limit).
+    static func latestReadingsQuery(_ filter: ReadingFilter) -> (sql: String, binds: [String]) {
+        var clauses: [String] = []
+        var binds: [String] = []
+        if let d = filter.device { clauses.append("device = ?"); binds.append(d.rawValue) }
+        if let p = filter.patient { clauses.append("patient = ?"); binds.append(p.rawValue) }
+        if let v = filter.vital { clauses.append("vital = ?"); binds.append(v) }
+        if filter.since != nil { clauses.append("measured_at >= ?") }
+        // Unfiltered: commit order (the rowid) is the cheapest "newest". Filtered: measured time,
+        // so the index chosen above is walked in order and no sort is needed.
+        let order = clauses.isEmpty ? "seq DESC" : "measured_at DESC, seq DESC"
+        let index = filter.device != nil ? "INDEXED BY readings_identity"
+            : filter.vital != nil ? "INDEXED BY readings_vital" : ""
+        let sql = """
+            SELECT seq, reading_id, patient, device, vital, value, unit, measured_at, received_at, flags, sequence, delivered
+            FROM readings \(index) \(clauses.isEmpty ? "" : "WHERE " + clauses.joined(separator: " AND "))
+            ORDER BY \(order) LIMIT ?
+            """
+        return (sql, binds)
     }
 
     /// Escalations by current state: the open ones (not `resolved`), or with `includeResolved`

@@ -6,13 +6,13 @@ struct Audit: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the audit log of access to patient data (administrators only).",
         discussion: """
-            Every control command that shows patient data (readings, escalations, audit) \\
-            leaves one append-only record: when, who (user, uid, pid), the role granted, the \\
-            command and the names of its arguments (never their values), and the patients the \\
-            reply named. Records cannot be changed or deleted, not even with sqlite3. Needs \\
-            membership of the 'vigil-admin' group (control.admin_group) or root; reading the \\
-            log is itself recorded. \\
-            Exit status: 0 success, 64 bad arguments, 69 vigild is not reachable, 70 vigild \\
+            Every control command that shows patient data (readings, escalations, audit) \
+            leaves one append-only record: when, who (user, uid, pid), the role granted, the \
+            command and the names of its arguments (never their values), and the patients the \
+            reply named. Records cannot be changed or deleted, not even with sqlite3. Needs \
+            membership of the 'vigil-admin' group (control.admin_group) or root; reading the \
+            log is itself recorded. \
+            Exit status: 0 success, 64 bad arguments, 69 vigild is not reachable, 70 vigild \
             reported an error, 77 permission denied.
             """)
 

@@ -6,10 +6,10 @@ struct Devices: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List the devices: state, last reading, battery, firmware, clock offset, signal, errors.",
         discussion: """
-            One row per configured device, in configuration order, then a line for each device \\
-            with an error or a problem reason. Values vigild does not know are shown as '-'. \\
-            Shows no patient data; needs membership of the 'vigil' group. \\
-            Exit status: 0 success, 69 vigild is not reachable, 70 vigild reported an error, \\
+            One row per configured device, in configuration order, then a line for each device \
+            with an error or a problem reason. Values vigild does not know are shown as '-'. \
+            Shows no patient data; needs membership of the 'vigil' group. \
+            Exit status: 0 success, 69 vigild is not reachable, 70 vigild reported an error, \
             77 permission denied.
             """)
 

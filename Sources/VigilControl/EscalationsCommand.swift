@@ -6,10 +6,10 @@ struct Escalations: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "List open escalations (--all: the most recent of any state).",
         discussion: """
-            One row per escalation episode, most recently updated first, with its severity, \\
-            state, patient, rule and summary. This shows patient data: every call is recorded \\
-            in the audit log. Needs membership of the 'vigil' group. \\
-            Exit status: 0 success, 69 vigild is not reachable, 70 vigild reported an error, \\
+            One row per escalation episode, most recently updated first, with its severity, \
+            state, patient, rule and summary. This shows patient data: every call is recorded \
+            in the audit log. Needs membership of the 'vigil' group. \
+            Exit status: 0 success, 69 vigild is not reachable, 70 vigild reported an error, \
             77 permission denied.
             """)
 

@@ -7,15 +7,15 @@ struct Outbox: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the outbox: depth per lane, oldest item, drain rate; --follow while a backlog drains.",
         discussion: """
-            The escalations lane (escalations and gateway events, always sent first) and the \\
-            readings lane, each with how many items wait and the age of the oldest; the items \\
-            in flight, the total the broker acknowledged and the drain rate (acknowledgements \\
-            per second over the last 30 s, measured by vigild). --follow asks again every \\
-            --interval seconds and draws a progress bar until the outbox is empty (on a \\
-            terminal it redraws one line; otherwise it prints one line each time). \\
-            Shows no patient data; needs membership of the 'vigil' group. \\
-            Exit status: 0 success (with --follow: the outbox drained), 1 --follow gave up \\
-            after --timeout seconds, 69 vigild is not reachable, 70 vigild reported an error, \\
+            The escalations lane (escalations and gateway events, always sent first) and the \
+            readings lane, each with how many items wait and the age of the oldest; the items \
+            in flight, the total the broker acknowledged and the drain rate (acknowledgements \
+            per second over the last 30 s, measured by vigild). --follow asks again every \
+            --interval seconds and draws a progress bar until the outbox is empty (on a \
+            terminal it redraws one line; otherwise it prints one line each time). \
+            Shows no patient data; needs membership of the 'vigil' group. \
+            Exit status: 0 success (with --follow: the outbox drained), 1 --follow gave up \
+            after --timeout seconds, 69 vigild is not reachable, 70 vigild reported an error, \
             77 permission denied.
             """)
 

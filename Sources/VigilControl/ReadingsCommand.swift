@@ -6,12 +6,12 @@ struct Readings: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Show the latest readings (tail, or --since), with each vital's trend as a sparkline.",
         discussion: """
-            Prints the newest --limit readings that match the filters, oldest first, times in \\
-            UTC, then one sparkline (▁▂▃▄▅▆▇█, scaled from the lowest to the highest value) per \\
-            patient and vital over its last --trend readings. SENT is 'yes' once the broker \\
-            has acknowledged the reading. This shows patient data: every call is recorded in \\
-            the audit log (vigilctl audit). Needs membership of the 'vigil' group. \\
-            Exit status: 0 success (also when nothing matches), 64 bad arguments, 69 vigild is \\
+            Prints the newest --limit readings that match the filters, oldest first, times in \
+            UTC, then one sparkline (▁▂▃▄▅▆▇█, scaled from the lowest to the highest value) per \
+            patient and vital over its last --trend readings. SENT is 'yes' once the broker \
+            has acknowledged the reading. This shows patient data: every call is recorded in \
+            the audit log (vigilctl audit). Needs membership of the 'vigil' group. \
+            Exit status: 0 success (also when nothing matches), 64 bad arguments, 69 vigild is \
             not reachable, 70 vigild reported an error, 77 permission denied.
             """)
 

@@ -51,7 +51,8 @@ enum ViewClient {
             reply = try ControlClient.request(.object([("command", .string(command))] + arguments), socketPath: connection.socketPath)
         } catch {
             printError(error.description)
-            throw ExitStatus.unavailable
+            // The socket's file mode refused the connection: the caller is not in the group.
+            throw error.reason.hasPrefix("permission denied") ? ExitStatus.noPermission : ExitStatus.unavailable
         }
         guard reply["ok"]?.boolValue == true else {
             let message = reply["error"]?.stringValue ?? "no reason given"

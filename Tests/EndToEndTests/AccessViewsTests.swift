@@ -21,6 +21,24 @@ private func sh(_ command: String) throws -> (status: Int32, output: String) {
     try VigildProcess.run(["/bin/sh", "-c", command + " 2>&1"])
 }
 
+/// Starts a program with stdout and stderr to `output` and no other inherited descriptors
+/// that matter (stdin /dev/null); the caller reaps it.
+private func spawnBackground(_ argv: [String], output: String) throws -> pid_t {
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    posix_spawn_file_actions_adddup2(&actions, 1, 2)
+    let cArgs = argv.map { strdup($0) }
+    defer { for a in cArgs { free(a) } }
+    var argvC: [UnsafeMutablePointer<CChar>?] = cArgs + [nil]
+    var child: pid_t = 0
+    let rc = argvC.withUnsafeMutableBufferPointer { posix_spawn(&child, argv[0], &actions, nil, $0.baseAddress!, environ) }
+    guard rc == 0 else { throw MosquittoBrokerError("posix_spawn", errno: rc, "cannot start \(argv[0])") }
+    return child
+}
+
 private func quoted(_ s: String) -> String { "'" + s.replacing("'", with: "'\\''") + "'" }
 
 /// `sqlite3` on the daemon's live database (WAL lets it read and write beside vigild).
@@ -43,16 +61,21 @@ private func gid(_ name: String) -> UInt32? {
 func normalised(_ text: String) -> String {
     var t = text
     t = t.replacing(/\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(\.\d+)?Z?/, with: "<time>")
+    // An age's text has no fixed width: the table column after it moves with it.
+    t = t.replacing(/(\d+ (s|min|h|days) ago|just now) +/, with: "<age>  ")
     t = t.replacing(/\d+ (s|min|h|days) ago|just now/, with: "<age>")
     t = t.replacing(/up \d+ s/, with: "up <n> s")
     t = t.replacing(/Disk {7}.*/, with: "Disk       <disk>")
     t = t.replacing(/Clock {6}.*/, with: "Clock      <clock>")
     t = t.replacing(/\n  • the system clock is not synchronised[^\n]*/, with: "")
+    t = t.replacing(/\n\nNote:\n?$/, with: "\n")
     t = t.replacing(/Store {6}\d+ (B|KiB|MiB|[\d.]+ MiB|GiB)/, with: "Store      <size>")
     t = t.replacing(/127\.0\.0\.1:\d+/, with: "127.0.0.1:<port>")
     t = t.replacing(/published \d+  acknowledged \d+/, with: "published <n>  acknowledged <n>")
     t = t.replacing(/acknowledged \d+/, with: "acknowledged <n>")
     t = t.replacing(/Drain rate   .*/, with: "Drain rate   <rate>")
+    t = t.replacing(/reconnect attempts \d+/, with: "reconnect attempts <n>")
+    t = t.replacing(/\(errno \d+\)|Connection refused|No route to host/, with: "<reason>")
     return t
 }
 
@@ -140,31 +163,103 @@ func expectSnapshot(_ name: String, _ actual: String, sourceLocation: SourceLoca
             let (_, spark) = try vigild.ctl(["readings", "--vital", "spo2", "--trend", "40", "--limit", "1"])
             #expect(spark.contains("▇▇█▇▇█▇▇█▇" + String(repeating: "▁", count: 30)), "\(spark)")
 
+            // --since by age: the device's readings were measured an hour ago.
+            let sinceTwoHours = try JSONValue.parse(try vigild.ctl(["readings", "--since", "2h", "--limit", "1000", "--json"]).output)
+            #expect(sinceTwoHours["readings"]?.arrayValue?.count == 120)
+            #expect(try vigild.ctl(["readings", "--since", "10m"]).output == "No readings match.\n")
+            // Bad arguments: 64 before anything is asked; an unknown vital is vigild's error, 70.
+            #expect(try sh("\(VigildProcess.binDirectory)/vigilctl readings --since yesterday --socket \(vigild.controlSocket)").status == 64)
+            let unknownVital = try sh("\(VigildProcess.binDirectory)/vigilctl readings --vital spo3 --socket \(vigild.controlSocket)")
+            #expect(unknownVital.status == 70 && unknownVital.output.contains("unknown vital 'spo3'; known: spo2"), "\(unknownVital)")
+
             // Every view of patient data left an audit record (root: admin), in order, with
             // argument names and no values.
             let (_, auditText) = try vigild.ctl(["audit"])
-            expectSnapshot("audit.txt", normalised(auditText).replacing(/\d+(?= +admin)/, with: "<pid>"))
+            // The PID column's width follows the pids' digits.
+            expectSnapshot("audit.txt", normalised(auditText).replacing(/\d+ +(?=admin)/, with: "<pid>  ")
+                .replacing(/PID +ROLE/, with: "PID  ROLE"))
             let (_, auditJSON) = try vigild.ctl(["audit", "--json"])
             let records = try JSONValue.parse(auditJSON)["records"]?.arrayValue ?? []
             #expect(records.map { $0["command"]?.stringValue ?? "" } == [
                 "readings", "readings", "readings", "readings", "escalations", "escalations", "escalations", "escalations",
-                "readings", "audit",
+                "readings", "readings", "readings", "readings", "audit",
             ])
             #expect(records.allSatisfy { $0["user"]?.stringValue == "root" && $0["uid"]?.int64Value == 0 && $0["role"]?.stringValue == "admin" })
-            #expect(records.prefix(9).allSatisfy { $0["patients"] == .array(["patient-e2e"]) })
+            #expect(records.prefix(10).allSatisfy { $0["patients"] == .array(["patient-e2e"]) })
+            #expect(records[10]["patients"] == .array([]), "nothing matched: no patient was shown")
+            #expect(records[11]["succeeded"] == .bool(false), "the failed call (unknown vital) is recorded too")
             #expect(records[1]["arguments"] == .array(["limit", "trend_points"]))
             #expect(records[2]["arguments"] == .array(["limit", "trend_points", "vital"]), "names only: never 'spo2'")
             #expect(!auditJSON.contains("spo2"))
 
             // The same rows are in the database, and the database refuses to change them.
             let (_, count) = try sqlite(vigild.databasePath, "SELECT count(*) FROM audit_log")
-            #expect(count.trimmingSuffixNewline == "11", "the second audit call is recorded too")
+            #expect(count.trimmingSuffixNewline == "14", "the second audit call is recorded too")
             let update = try sqlite(vigild.databasePath, "UPDATE audit_log SET user = 'mallory'")
             #expect(update.status != 0 && update.output.contains("append-only"), "\(update)")
             let delete = try sqlite(vigild.databasePath, "DELETE FROM audit_log WHERE seq = 1")
             #expect(delete.status != 0 && delete.output.contains("append-only"), "\(delete)")
             let (_, users) = try sqlite(vigild.databasePath, "SELECT DISTINCT user FROM audit_log")
             #expect(users.trimmingSuffixNewline == "root")
+        }
+    }
+
+    @Test func outboxFollowDrawsProgressUntilTheBacklogDrains() async throws {
+        try await Rig.with(persistentBroker: true) { rig in
+            try rig.vigild.start()
+            rig.broker.stop()
+            var bytes: [UInt8] = []
+            for i in 0..<200 { bytes += rig.line(i) }
+            try await rig.device.write(bytes)
+            let buffered = await eventually(within: .seconds(20)) {
+                (try? rig.vigild.status())?["status"]?["outbox"]?["readings"]?["depth"]?.int64Value == 600
+            }
+            #expect(buffered)
+            let (code, text) = try rig.vigild.ctl(["outbox"])
+            #expect(code == 0)
+            #expect(normalised(text).hasPrefix("""
+                Uplink       NOT CONNECTED
+                Escalations  0 waiting
+                Readings     600 waiting (oldest <age>, <time> UTC)
+                In flight    0   acknowledged <n>
+                """), "\(text)")
+
+            // status names the problem and what to do next, and exits 1.
+            let (statusCode, statusText) = try rig.vigild.ctl(["status"])
+            #expect(statusCode == 1)
+            expectSnapshot("status-broker-down.txt", normalised(statusText))
+            let (_, statusJSON) = try rig.vigild.ctl(["status", "--json"])
+            let steps = try JSONValue.parse(statusJSON)["next_steps"]?.arrayValue ?? []
+            #expect(steps.count == 1)
+            #expect(steps.first?["do"]?.stringValue?.hasPrefix("check the home's internet connection") == true)
+
+            // --follow in the background (not a terminal: one line per update), then the broker returns.
+            let out = rig.vigild.directory + "/follow.txt"
+            let follow = try spawnBackground(
+                [VigildProcess.binDirectory + "/vigilctl", "outbox", "--follow", "--interval", "0.2", "--timeout", "60",
+                 "--socket", rig.vigild.controlSocket], output: out)
+            #expect(await eventually(within: .seconds(10)) { ((try? Fixtures.readFile(out))?.count ?? 0) > 0 }, "the first line is drawn while the broker is down")
+            try rig.broker.start()
+            var exitStatus: Int32 = -1
+            #expect(await eventually(within: .seconds(70), interval: .milliseconds(50)) {
+                var raw: Int32 = 0
+                guard waitpid(follow, &raw, WNOHANG) == follow else { return false }
+                exitStatus = (raw & 0x7F) == 0 ? (raw >> 8) & 0xFF : 128 + (raw & 0x7F)
+                return true
+            })
+            if exitStatus < 0 { _ = kill(follow, SIGKILL); _ = waitpid(follow, nil, 0) }
+            let status = "\(exitStatus)\n"
+            let lines = ((try? Fixtures.readFile(out)).map { String(decoding: $0, as: UTF8.self) } ?? "").split(separator: "\n").map(String.init)
+            #expect(status == "0\n", "\(lines.suffix(3))")
+            if status != "0\n" {
+                let brokerLog = (try? Fixtures.readFile(rig.broker.logPath)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+                Issue.record("broker running \(rig.broker.isRunning); broker log:\n\(brokerLog.suffix(1500))")
+            }
+            #expect(lines.first?.hasPrefix("[------------------------------]   0 %  600 left  ") == true, "\(lines.prefix(2)) … \(lines.suffix(2))")
+            #expect(lines.first?.hasSuffix("(uplink NOT connected)") == true, "\(lines.prefix(2)) … \(lines.suffix(2))")
+            #expect(lines.dropLast().last?.hasPrefix("[##############################] 100 %  0 left  ") == true, "\(lines.prefix(2)) … \(lines.suffix(2))")
+            #expect(lines.last == "Outbox empty: everything has been delivered.")
+            #expect(lines.dropLast().allSatisfy { $0.hasPrefix("[") && $0.contains(" left  ") }, "\(lines.prefix(2)) … \(lines.suffix(2))")
         }
     }
 
@@ -221,7 +316,7 @@ func expectSnapshot(_ name: String, _ actual: String, sourceLocation: SourceLoca
 
             // Outside every group: the file mode stops it at connect().
             let outsider = try runAs("--clear-groups", "status")
-            #expect(outsider.status == 69 && outsider.output.contains("permission denied"), "\(outsider)")
+            #expect(outsider.status == 77 && outsider.output.contains("permission denied; add yourself to the 'vigil' group"), "\(outsider)")
             // Even with the socket opened up, vigild itself refuses, naming the group needed.
             chmod(vigild.controlSocket, 0o666)
             let refused = try runAs("--clear-groups", "devices")
