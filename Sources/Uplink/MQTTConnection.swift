@@ -93,8 +93,8 @@ public struct MQTTOptions: Sendable {
     /// apply to 3.1.1). The Forwarder does its own limiting, so 0 is the default: a
     /// library-side queue would put an escalation behind readings.
     public var maxInFlight: UInt32
-    /// How long one `mosquitto_loop` call waits for socket activity, in milliseconds.
-    /// Publishes from other threads wake it early through libmosquitto's socket pair.
+    /// How long one turn of the network loop waits for socket activity, in milliseconds.
+    /// Publishes from other threads wake it early through the connection's wake-up pipe.
     public var loopTimeoutMilliseconds: Int32
     /// MQTT version; `.mqtt311` unless asked (the daemon's configuration defaults to `.auto`).
     public var protocolVersion: MQTTProtocolVersion
@@ -176,7 +176,7 @@ public struct MQTTConnectionSnapshot: Sendable, Hashable {
 /// The one owner of a libmosquitto client handle (`struct mosquitto *`).
 ///
 /// `start()` runs a dedicated POSIX thread (never the Swift cooperative pool) that
-/// connects, calls `mosquitto_loop` with a short timeout while connected and, on loss or
+/// connects, runs the network loop (`poll` on the socket, libmosquitto's read/write/misc steps) with a short timeout while connected and, on loss or
 /// refusal, waits a capped exponential backoff with jitter before `mosquitto_reconnect`.
 /// libmosquitto's own reconnect (`mosquitto_loop_forever`) has no jitter, so a fleet of
 /// gateways would reconnect in lock-step after a broker restart; this one does not.
@@ -205,6 +205,10 @@ public final class MQTTConnection: @unchecked Sendable {
     private let nextSubscriber = Atomic<Int>(0)
     /// Wakes the backoff wait early on `stop()`.
     private let wake = DispatchSemaphore(value: 0)
+    /// A non-blocking pipe that wakes the network thread's `poll` when another thread queues
+    /// a packet (publish, subscribe). libmosquitto's own wake-up pipe is private to
+    /// `mosquitto_loop`, which this connection does not use (see `loopOnce`).
+    private let wakePipe: (read: Int32, write: Int32)
     /// Set by the CONNACK callback for the connection attempt in progress.
     private let acceptedThisRound = Atomic<Bool>(false)
     /// Set by the CONNACK callback when the broker refused our MQTT version (auto mode).
@@ -226,10 +230,21 @@ public final class MQTTConnection: @unchecked Sendable {
         guard (1...65_535).contains(options.port) else {
             throw MQTTError(code: .invalid, operation: "MQTTConnection.init", reason: "port \(options.port) is not in 1…65535")
         }
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else {
+            throw MQTTError(code: .errno, errno: Glibc.errno, operation: "pipe", reason: "cannot create the network thread's wake-up pipe")
+        }
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
         guard let h = mosquitto_new(options.clientID, options.cleanSession, nil) else {
             let e = Glibc.errno
+            close(fds[0])
+            close(fds[1])
             throw MQTTError(code: .errno, errno: e, operation: "mosquitto_new")
         }
+        wakePipe = (fds[0], fds[1])
         self.handle = h
         self.options = options
         // From here on, deinit destroys the handle if a check below throws.
@@ -337,6 +352,48 @@ public final class MQTTConnection: @unchecked Sendable {
     deinit {
         // The thread holds a strong reference while it runs, so it has ended here.
         mosquitto_destroy(handle)
+        close(wakePipe.read)
+        close(wakePipe.write)
+    }
+
+    /// Wakes the network thread so it writes what was just queued.
+    private func wakeNetworkThread() {
+        var byte: UInt8 = 1
+        // EAGAIN: the pipe is full, so a wake-up is already pending.
+        while write(wakePipe.write, &byte, 1) < 0, Glibc.errno == EINTR {}
+    }
+
+    /// One turn of the network loop: what `mosquitto_loop(handle, timeout, 1)` does, with
+    /// `poll` instead of `select`. libmosquitto's `mosquitto_loop` refuses any socket whose
+    /// descriptor is 1024 or more (FD_SETSIZE; it returns MOSQ_ERR_INVAL), which a process
+    /// with many open files reaches; `poll` has no such limit. Reads while the socket (or
+    /// TLS's buffer, inside `mosquitto_loop_read`) has data, writes while packets wait,
+    /// then `mosquitto_loop_misc` (keep-alive PINGREQ, timeouts).
+    private func loopOnce(timeoutMilliseconds: Int32) -> Int32 {
+        let sock = mosquitto_socket(handle)
+        guard sock >= 0 else { return MQTTError.Code.noConnection.rawValue }
+        var fds = [
+            pollfd(fd: sock, events: Int16(POLLIN) | (mosquitto_want_write(handle) ? Int16(POLLOUT) : 0), revents: 0),
+            pollfd(fd: wakePipe.read, events: Int16(POLLIN), revents: 0),
+        ]
+        let n = poll(&fds, 2, timeoutMilliseconds)
+        if n < 0 {
+            if Glibc.errno == EINTR { return MQTTError.Code.success.rawValue }
+            return MQTTError.Code.errno.rawValue
+        }
+        if fds[1].revents & Int16(POLLIN) != 0 {
+            var sink = [UInt8](repeating: 0, count: 64)
+            while sink.withUnsafeMutableBytes({ read(wakePipe.read, $0.baseAddress, $0.count) }) > 0 {}
+        }
+        if fds[0].revents & Int16(POLLIN | POLLHUP | POLLERR) != 0 {
+            let rc = mosquitto_loop_read(handle, 1)
+            if rc != MQTTError.Code.success.rawValue { return rc }
+        }
+        if mosquitto_socket(handle) >= 0, mosquitto_want_write(handle) {
+            let rc = mosquitto_loop_write(handle, 1)
+            if rc != MQTTError.Code.success.rawValue { return rc }
+        }
+        return mosquitto_loop_misc(handle)
     }
 
     private func check(_ rc: Int32, _ operation: String) throws(MQTTError) {
@@ -517,12 +574,12 @@ public final class MQTTConnection: @unchecked Sendable {
             if rc == MQTTError.Code.success.rawValue {
                 socketOpen = true
                 while !stopRequested {
-                    let lrc = mosquitto_loop(handle, options.loopTimeoutMilliseconds, 1)
+                    let lrc = loopOnce(timeoutMilliseconds: options.loopTimeoutMilliseconds)
                     if lrc != MQTTError.Code.success.rawValue {
                         let lerr = Glibc.errno
                         socketOpen = false
                         let error = MQTTError(code: .init(rawValue: lrc), errno: lrc == MQTTError.Code.errno.rawValue ? lerr : nil,
-                                              operation: "mosquitto_loop")
+                                              operation: "the network loop")
                         let wasConnected = state.withLock {
                             let was = $0.connected
                             $0.connected = false
@@ -590,7 +647,7 @@ public final class MQTTConnection: @unchecked Sendable {
             // library has written it and closed the socket, for at most about a second.
             if mosquitto_disconnect(handle) == MQTTError.Code.success.rawValue {
                 for _ in 0..<20 {
-                    if mosquitto_loop(handle, 50, 1) != MQTTError.Code.success.rawValue { break }
+                    if loopOnce(timeoutMilliseconds: 50) != MQTTError.Code.success.rawValue { break }
                 }
             }
         }
@@ -656,6 +713,7 @@ public final class MQTTConnection: @unchecked Sendable {
         guard rc == MQTTError.Code.success.rawValue else {
             throw MQTTError(code: .init(rawValue: rc), errno: rc == MQTTError.Code.errno.rawValue ? e : nil, operation: "mosquitto_publish")
         }
+        wakeNetworkThread()
         return mid
     }
 
@@ -709,6 +767,7 @@ public final class MQTTConnection: @unchecked Sendable {
         guard rc == MQTTError.Code.success.rawValue else {
             throw MQTTError(code: .init(rawValue: rc), operation: "mosquitto_subscribe")
         }
+        wakeNetworkThread()
         return mid
     }
 
