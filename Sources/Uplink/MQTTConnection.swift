@@ -608,9 +608,13 @@ public final class MQTTConnection: @unchecked Sendable {
             }
             if !acceptedThisRound.load(ordering: .sequentiallyConsistent) {
                 // A refusal stands while the broker keeps refusing; an attempt that failed
-                // for another reason (broker down, network) replaces it.
+                // for another reason (broker down, network) replaces it. A TLS session that
+                // opened and then died before any CONNACK without a readable reason (the
+                // broker closed before its alert was read, as happens on a busy machine) is
+                // the same refusal again, not a new cause: it does not clear it.
                 let tls = classifyTLSFailure()
-                if !tls, !refusedThisRound.load(ordering: .sequentiallyConsistent) {
+                let unexplainedTLSLoss = options.tls != nil && rc == MQTTError.Code.success.rawValue
+                if !tls, !unexplainedTLSLoss, !refusedThisRound.load(ordering: .sequentiallyConsistent) {
                     state.withLock { $0.refusal = nil }
                 }
             }

@@ -125,7 +125,7 @@ struct ContecDownloadTests {
 
     /// The reply timeout is generous where the test expects answers (a loaded machine can
     /// stall the scripted device for a moment) and short where it expects silence.
-    static func downloader(_ device: ScriptedCMS50, attempts: Int = 3, timeout: Duration = .seconds(3)) -> MeterDownloader {
+    static func downloader(_ device: ScriptedCMS50, attempts: Int = 3, timeout: Duration = .seconds(10)) -> MeterDownloader {
         MeterDownloader(path: device.pty.slavePath, settings: SerialSettings(baud: 115_200), replyTimeout: timeout,
                         attempts: attempts, retryDelay: .milliseconds(50))
     }
