@@ -87,7 +87,7 @@ final class ScriptedMeter: Sendable {
 struct MeterDownloaderTests {
     /// Generous by default (a loaded machine can delay the downloader's task past a real
     /// meter's answer time); the timeout paths pass a short one with a meter that is silent.
-    static func downloader(_ meter: ScriptedMeter, timeout: Duration = .seconds(3)) -> MeterDownloader {
+    static func downloader(_ meter: ScriptedMeter, timeout: Duration = .seconds(10)) -> MeterDownloader {
         MeterDownloader(path: meter.pty.slavePath, settings: SerialSettings(), replyTimeout: timeout,
                         attempts: 3, retryDelay: .milliseconds(50))
     }

@@ -130,7 +130,7 @@ struct UltraEasyDownloadTests {
     /// The reply timeout is generous: on a loaded test machine the downloader's task can wait
     /// for a thread longer than a real meter takes to answer, and a false timeout would show as
     /// a second attempt. The timeout paths are tested with a silent meter.
-    static func downloader(_ meter: ScriptedUltraEasy, timeout: Duration = .seconds(3)) -> MeterDownloader {
+    static func downloader(_ meter: ScriptedUltraEasy, timeout: Duration = .seconds(10)) -> MeterDownloader {
         MeterDownloader(path: meter.pty.slavePath, settings: SerialSettings(), replyTimeout: timeout,
                         attempts: 3, retryDelay: .milliseconds(50))
     }

@@ -43,7 +43,9 @@ struct MQTTConnectionTests {
         let watcher = try await TestSubscriber.start(broker: broker, filter: topics.status, clientID: uniqueName("w"))
         let conn = try MQTTConnection(options: MQTTOptions(host: broker.host, port: broker.port, clientID: uniqueName("gw"),
                                                            will: topics.offlineWill,
-                                                           reconnectDelayMin: .seconds(5), reconnectDelayMax: .seconds(5)))
+                                                           reconnectDelayMin: .seconds(60), reconnectDelayMax: .seconds(60)))
+        // The backoff (half to all of 60 s) outlasts every wait below even on a busy machine,
+        // so the state checked after the loss is not already a reconnect; stop() cuts it short.
         let events = conn.events()
         try conn.start()
         #expect(await awaitEvent(events, timeout: 5) { if case .connected = $0 { true } else { false } } != nil)

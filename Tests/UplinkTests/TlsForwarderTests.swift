@@ -126,7 +126,7 @@ struct TlsForwarderTests {
         try await rig.store.commit(readings: [Fixtures.reading(1)])
         rig.forwarder.notify()
         // reading refused → one publish_refused event → refused too → quarantined, no new event.
-        #expect(await eventually(timeout: 10) {
+        #expect(await eventually(timeout: 30) {
             (try? rig.store.quarantineStats().total) == 2 && (try? rig.store.stats().undeliveredPriority) == 0
         })
         // Let the forwarder's next fallback tick and flush happen; still nothing new.
