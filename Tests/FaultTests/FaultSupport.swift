@@ -148,6 +148,24 @@ final class SerialRig {
 
     var linesWritten: Int { written.count }
 
+    /// Writes the next line if the tty queue takes all of it at once; false (nothing
+    /// written) when it is full.
+    func tryWriteLine(spo2: Int = 97) throws -> Bool {
+        let bytes = rad8Line(CivilDateTime(utc: start.adding(seconds: Int64(written.count))), spo2: spo2)
+        var offset = 0
+        while offset < bytes.count {
+            let n = try device.writeSome(bytes[offset...])
+            if n == 0 {
+                if offset == 0 { return false }
+                usleep(1000)  // a line is never left half-written: the rest follows at once
+                continue
+            }
+            offset += n
+        }
+        written.append(bytes)
+        return true
+    }
+
     /// Bytes of lines none of whose readings reached the database (the SpO2 reading's device
     /// time identifies the line).
     func bytesLost() -> (lines: Int, bytes: Int) {

@@ -218,6 +218,116 @@ struct FaultTests {
             #expect(report.committed == report.offered, "vigild itself lost nothing")
         }
     }
+
+    // MARK: 4. disk full
+
+    /// The database on a size-limited tmpfs (VIGIL_FAULTS_DISK_KB, 1024 by default; needs
+    /// root for `mount`), the broker down, the device streaming until the disk is full. Must
+    /// hold: vigild keeps running and says so in status; what was committed is delivered when
+    /// the broker returns, in order.
+    @Test(.enabled(if: getuid() == 0, "mounting a tmpfs needs root"))
+    func aFullDiskKeepsTheDaemonRunningAndSaysSo() async throws {
+        let kb = FaultMode.knob("VIGIL_FAULTS_DISK_KB", short: 1024, long: 1024)
+        var mounted = ""
+        defer { if !mounted.isEmpty { _ = try? VigildProcess.run(["/bin/umount", "-l", mounted], quiet: true) } }
+        try await SerialRig.with(persistentBroker: true, configure: { vigild in
+            let state = vigild.directory + "/state"
+            let (rc, _) = try VigildProcess.run(["/bin/mount", "-t", "tmpfs", "-o", "size=\(kb)k,mode=0700", "tmpfs", state])
+            guard rc == 0 else { throw MosquittoBrokerError("mount", "cannot mount a tmpfs on \(state)") }
+            mounted = state
+        }) { rig in
+            try rig.vigild.start()
+            rig.broker.stop()
+            // Stream (never blocking: the tty queue fills once vigild stops reading) until a
+            // commit fails or 60 s pass.
+            let clock = ContinuousClock()
+            let deadline = clock.now.advanced(by: .seconds(60))
+            var full = false
+            var lastError = ""
+            while clock.now < deadline && !full {
+                // Whole lines only; a full tty queue (vigild no longer reading) ends the burst.
+                if try rig.tryWriteLine() {
+                    if rig.linesWritten % 50 != 0 { continue }
+                } else {
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                let device = (try? rig.vigild.status())?["status"]?["devices"]?.arrayValue?.first
+                lastError = device?["last_error"]?.stringValue ?? ""
+                full = lastError.contains("database")
+            }
+            #expect(full, "a commit failed for lack of space within 60 s")
+            let status = try rig.vigild.status()
+            let problems = (status["problems"]?.arrayValue ?? []).compactMap(\.stringValue)
+            print("disk full: device last_error: \(lastError); problems: \(problems); store: \(status["status"]?["store"]?.serialized ?? "")")
+            #expect(rig.vigild.isRunning && status["verdict"]?.stringValue != "ok")
+            #expect(problems.contains { $0.contains("disk") }, "status names the full disk")
+            let committedWhileFull = Set(sqlLines(rig.vigild.databasePath, "SELECT reading_id FROM readings;"))
+            #expect(rig.vigild.isRunning)
+            try rig.broker.start()
+            let delivered = await eventually(within: .seconds(30), interval: .milliseconds(200)) {
+                let committed = Set(sqlLines(rig.vigild.databasePath, "SELECT reading_id FROM readings;"))
+                return !committed.isEmpty && committed.isSubset(of: Set(rig.subscriber.messages.compactMap(Arrived.init).map(\.id)))
+            }
+            // Marking delivered needs space too: watch for re-sends for a moment.
+            try await Task.sleep(for: .seconds(3))
+            var report = FaultReport(name: "disk-full")
+            report.offered = rig.linesWritten * 3
+            _ = measure(&report, database: rig.vigild.databasePath, subscriber: rig.subscriber, vigild: rig.vigild)
+            report.bytesLost = rig.bytesLost().bytes
+            report.extra = ["disk_kb=\(kb)", "committed_while_full=\(committedWhileFull.count)"]
+            report.print()
+            #expect(delivered, "what was committed before the disk filled is delivered")
+            rig.vigild.kill9()
+            _ = try? VigildProcess.run(["/bin/umount", "-l", mounted], quiet: true)
+            mounted = ""
+        }
+    }
+
+    // MARK: 5. SQLite file corruption
+
+    /// The database file is damaged while vigild is stopped (its header overwritten: "file is
+    /// not a database"). Must hold: the damaged file is kept under a new name, a fresh
+    /// database is started, the loss is reported loudly (log, status, a data_loss event
+    /// upstream), and readings flow again.
+    @Test func aCorruptDatabaseIsQuarantinedKeptAndReplaced() async throws {
+        try await SerialRig.with { rig in
+            try rig.vigild.start()
+            for _ in 0..<20 { try await rig.writeLine() }
+            #expect(await rig.awaitDelivery(seconds: 20))
+            rig.vigild.terminate()
+            let before = sqlLines(rig.vigild.databasePath, "SELECT count(*) FROM readings;").first ?? "?"
+            // Overwrite the first page (the 100-byte header and the schema's root page).
+            let fd = open(rig.vigild.databasePath, O_WRONLY)
+            #expect(fd >= 0)
+            let garbage = [UInt8](repeating: 0xA5, count: 4096)
+            _ = garbage.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+            close(fd)
+            var started = true
+            do { try rig.vigild.start() } catch {
+                started = false
+                Issue.record("vigild did not start on a corrupt database: \(error)")
+            }
+            let files = (try? VigildProcess.run(["/bin/ls", "-1", rig.vigild.directory + "/state"]).output) ?? ""
+            print("corrupt database: readings before \(before); vigild started \(started); state directory: \(files.split(separator: "\n"))")
+            guard started else { return }
+            #expect(files.contains("corrupt"), "the damaged file is kept under a quarantine name")
+            let status = try rig.vigild.status()
+            let problems = (status["problems"]?.arrayValue ?? []).compactMap(\.stringValue)
+            #expect(problems.contains { $0.contains("corrupt") }, "status says the database was replaced: \(problems)")
+            #expect(rig.vigild.log().contains("corrupt"), "the log says so")
+            for _ in 0..<10 { try await rig.writeLine() }
+            #expect(await rig.awaitDelivery(seconds: 20), "readings flow into the fresh database")
+            let loss = await eventually(within: .seconds(10)) {
+                rig.subscriber.messages.contains { $0.topic.hasSuffix("/events") && $0.text.contains("database_replaced") }
+            }
+            #expect(loss, "a data_loss event names the replaced database upstream")
+            var report = FaultReport(name: "corrupt-db")
+            report.offered = rig.linesWritten * 3
+            _ = measure(&report, database: rig.vigild.databasePath, subscriber: rig.subscriber, vigild: rig.vigild)
+            report.extra = ["committed_before_corruption=\(before)"]
+            report.print()
+        }
+    }
 }
 
 /// A blood pressure monitor (the fixture's GATT layout) indicating `count` measurements with
