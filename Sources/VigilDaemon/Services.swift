@@ -137,6 +137,8 @@ struct StatusReporter: Sendable {
     let connection: MQTTConnection
     let forwarder: Forwarder
     let board: DeviceBoard
+    /// A damaged database this vigild moved aside at start-up (shown as `store.replaced`).
+    var databaseQuarantine: DatabaseQuarantine? = nil
     /// The outbox's drain rate (Views.swift), sampled by `DrainSampler`.
     let drainMeter = DrainMeter()
 
@@ -206,6 +208,10 @@ struct StatusReporter: Sendable {
                 ("evicted_total", .int(s.evictedTotal)),
                 ("pruned_delivered_total", .int(s.prunedDeliveredTotal)),
                 ("transactions", .int(s.transactionsCommitted)),
+                ("replaced", databaseQuarantine.map { q in
+                    .object([("at", .string(q.at.iso8601)), ("quarantined_as", .string(q.quarantinedPath)),
+                             ("reason", .string(q.reason)), ("problem", .string(q.problem))])
+                } ?? .null),
             ])
             openEscalations = Int64((try? store.openEscalations().count) ?? 0)
         } catch {

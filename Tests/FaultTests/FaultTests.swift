@@ -283,6 +283,10 @@ struct FaultTests {
         }
     }
 
+}
+
+/// Fast (about 2 s), so it runs in every `swift test`, not only under scripts/faults.
+@Suite(.serialized) struct DatabaseQuarantineTests {
     // MARK: 5. SQLite file corruption
 
     /// The database file is damaged while vigild is stopped (its header overwritten: "file is
