@@ -116,7 +116,8 @@ func measure(_ report: inout FaultReport, database: String, subscriber: TestSubs
 /// A broker, a pseudo-terminal oximeter and vigild, torn down at the end.
 final class SerialRig {
     let broker: MosquittoBroker
-    let device: PseudoTerminal
+    private(set) var device: PseudoTerminal
+    let devicePath: String
     let vigild: VigildProcess
     let subscriber: TestSubscriber
     /// Device times start here, one second per line, so every line is a distinct reading.
@@ -128,6 +129,7 @@ final class SerialRig {
         broker = try MosquittoBroker(options: brokerOptions ?? .init(persistence: persistentBroker))
         try broker.start()
         let dir = makeTemporaryDirectory(prefix: "vigil-faults")
+        devicePath = dir + "/rad8"
         device = try PseudoTerminal(linkPath: dir + "/rad8")
         vigild = try VigildProcess(brokerPort: broker.port,
                                    devices: [.init(id: "rad8-fault", port: dir + "/rad8", patient: "patient-fault")],
@@ -147,6 +149,20 @@ final class SerialRig {
     }
 
     var linesWritten: Int { written.count }
+
+    /// Unplugs the device (the pty closes: vigild sees a hang-up) and plugs in a fresh one
+    /// at the same path after `down`.
+    func replug(after down: Duration, whileUnplugged: () async -> Void = {}) async throws {
+        device.close()
+        await whileUnplugged()
+        try await Task.sleep(for: down)
+        device = try PseudoTerminal(linkPath: devicePath)
+    }
+
+    /// Skips `count` device seconds (lines the device measured while unplugged: never sent).
+    func skipLines(_ count: Int) {
+        for _ in 0..<count { written.append([]) }
+    }
 
     /// Writes the next line if the tty queue takes all of it at once; false (nothing
     /// written) when it is full.
@@ -172,7 +188,7 @@ final class SerialRig {
         let times = Set(sqlLines(vigild.databasePath, "SELECT DISTINCT measured_at FROM readings WHERE vital = 'spo2';")
             .compactMap { Int64($0) })
         var lines = 0, bytes = 0
-        for (i, l) in written.enumerated() where !times.contains(start.adding(seconds: Int64(i)).millisecondsSinceEpoch) {
+        for (i, l) in written.enumerated() where !l.isEmpty && !times.contains(start.adding(seconds: Int64(i)).millisecondsSinceEpoch) {
             lines += 1
             bytes += l.count
         }

@@ -283,6 +283,140 @@ struct FaultTests {
         }
     }
 
+
+    // MARK: 6. a flapping device, a BLE peer that stops, a message the broker refuses
+
+    /// The serial device unplugged and plugged back N times (5 short, 30 long) while it
+    /// streams. Must hold: everything committed arrives, no reading ID twice with different
+    /// content, the device is open again at the end, and only lines in the tty queue at the
+    /// moment of unplugging are lost.
+    @Test func aFlappingDeviceStaysConsistent() async throws {
+        let flaps = FaultMode.knob("VIGIL_FAULTS_FLAPS", short: 5, long: 30)
+        var rng = SplitMix64(state: FaultMode.seed &+ 3)
+        try await SerialRig.with { rig in
+            func state() -> String? { (try? rig.vigild.status())?["status"]?["devices"]?.arrayValue?.first?["state"]?.stringValue }
+            try rig.vigild.start()
+            var offered = 0
+            for _ in 0..<flaps {
+                for _ in 0..<Int.random(in: 5...30, using: &rng) {
+                    try await rig.writeLine()
+                    offered += 1
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                try await rig.replug(after: .milliseconds(Int.random(in: 50...600, using: &rng))) {
+                    // vigild has seen the hang-up before the new device appears.
+                    _ = await eventually(within: .seconds(5), interval: .milliseconds(20)) { state() != "open" }
+                }
+                rig.skipLines(1)
+                // A real adapter drops what it receives while nobody has the port open: the
+                // device's lines count from the moment vigild has reopened it.
+                let open = await eventually(within: .seconds(20), interval: .milliseconds(20)) { state() == "open" }
+                #expect(open, "vigild reopens the device after a replug")
+            }
+            // vigild reopens the port within its back-off; then the last lines must arrive.
+            let reopened = await eventually(within: .seconds(20), interval: .milliseconds(100)) {
+                (try? rig.vigild.status())?["status"]?["devices"]?.arrayValue?.first?["state"]?.stringValue == "open"
+            }
+            #expect(reopened, "the device is open again after the last replug")
+            for _ in 0..<10 {
+                try await rig.writeLine()
+                offered += 1
+            }
+            let delivered = await rig.awaitDelivery(seconds: 30)
+            var report = FaultReport(name: "device-flapping")
+            report.offered = offered * 3
+            _ = measure(&report, database: rig.vigild.databasePath, subscriber: rig.subscriber, vigild: rig.vigild)
+            let lost = rig.bytesLost()
+            report.bytesLost = lost.bytes
+            report.extra = ["flaps=\(flaps)", "lines_lost=\(lost.lines)"]
+            report.print()
+            #expect(delivered && report.committedNotDelivered == 0)
+            #expect(report.committed % 3 == 0, "readings of a line are committed together")
+            #expect(lost.lines <= flaps * 3, "only lines in the tty queue at an unplug are lost: \(lost.lines)")
+            #expect(rig.vigild.isRunning)
+        }
+    }
+
+    /// A blood pressure monitor that indicates 5 measurements and then stops answering
+    /// (stalls mid-session, as a peer whose radio froze). Must hold: the 5 are committed and
+    /// delivered, vigild keeps running and still shuts down cleanly.
+    @Test func aBLEPeerThatStopsMidSessionLeavesEverythingConsistent() async throws {
+        let directory = makeTemporaryDirectory(prefix: "vigil-faults-ble")
+        let broker = try MosquittoBroker()
+        try broker.start()
+        let config = "devices:\n  - {id: bp-stall, profile: ble-blood-pressure, address: \"02:00:00:00:00:02\", "
+            + "transport: \"seqpacket:\(directory)/bp.sock\", patient: patient-fault}\n"
+        let vigild = try VigildProcess(brokerPort: broker.port, devices: [], extraConfig: config)
+        let subscriber = try await TestSubscriber.start(broker: broker, filter: "vigil/v1/#",
+                                                        clientID: "faults-stall-\(getpid())", cleanSession: true)
+        // After the stall the peer answers no request, but still indicates a sixth measurement.
+        let capture = bloodPressureMonitor(5) + "stall\nindicate 2A35 = 06 80 00 50 00 60 00 EA 07 0B 19 09 00 00 40 00\n"
+        let peer = try PeerHandle.start(path: directory + "/bp.sock", capture: capture)
+        defer {
+            peer.peripheral.stop()
+            vigild.cleanUp()
+            broker.cleanUp()
+        }
+        try vigild.start()
+        let confirmed = await poll(within: .seconds(20)) { await peer.connections.first?.confirmationsReceived == 5 }
+        #expect(confirmed, "the five indications before the stall are confirmed")
+        let delivered = await eventually(within: .seconds(20), interval: .milliseconds(100)) {
+            Set(subscriber.messages.compactMap(Arrived.init).map(\.id)).count >= 24
+        }
+        // Give the stalled link time to misbehave (a request to the peer now goes unanswered).
+        try await Task.sleep(for: .seconds(2))
+        let status = try vigild.status()
+        var report = FaultReport(name: "ble-peer-stall")
+        report.offered = 24
+        _ = measure(&report, database: vigild.databasePath, subscriber: subscriber, vigild: vigild)
+        let device = status["status"]?["devices"]?.arrayValue?.first
+        report.extra = ["device_state=\(device?["state"]?.stringValue ?? "?")", "connections=\(peer.connections.count)"]
+        report.print()
+        await subscriber.stop()
+        #expect(delivered && report.committed == 24 && report.committedNotDelivered == 0)
+        #expect(vigild.isRunning && vigild.terminate() == 0, "vigild still shuts down cleanly with a stalled peer")
+    }
+
+    /// A broker whose ACL denies the escalations topic (MQTT 5 PUBACK 0x87). Must hold: the
+    /// refused escalation is quarantined with a counted `publish_refused` event, readings keep
+    /// flowing, and the client does not reconnect in a loop.
+    @Test func aMessageTheBrokerRefusesIsQuarantinedAndTheRestFlows() async throws {
+        let dir = makeTemporaryDirectory(prefix: "vigil-faults-acl")
+        let acl = dir + "/acl"
+        let rules = "topic read #\ntopic write vigil/v1/+/+/readings\ntopic write vigil/v1/+/+/events\ntopic write vigil/v1/+/+/status\n"
+        let fd = open(acl, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        #expect(fd >= 0)
+        _ = Array(rules.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+        close(fd)
+        try await SerialRig.with(carePlans: ["patient-fault.yaml": spo2Plan],
+                                 brokerOptions: .init(extraConfig: ["acl_file \(acl)"])) { rig in
+            try rig.vigild.start()
+            for i in 0..<60 { try await rig.writeLine(spo2: i < 10 ? 97 : 85) }
+            let quarantined = await eventually(within: .seconds(20), interval: .milliseconds(100)) {
+                ((try? rig.vigild.status())?["status"]?["uplink"]?["quarantined"]?.int64Value ?? 0) >= 1
+            }
+            let before = try rig.vigild.status()["status"]?["uplink"]
+            for _ in 0..<20 { try await rig.writeLine(spo2: 85) }
+            let delivered = await rig.awaitDelivery(seconds: 20)
+            try await Task.sleep(for: .seconds(2))
+            let after = try rig.vigild.status()["status"]?["uplink"]
+            let refusedEvents = rig.subscriber.messages.filter { $0.topic.hasSuffix("/events") && $0.text.contains("publish_refused") }
+            var report = FaultReport(name: "broker-refusal")
+            report.offered = rig.linesWritten * 3
+            _ = measure(&report, database: rig.vigild.databasePath, subscriber: rig.subscriber, vigild: rig.vigild)
+            let q = after?["quarantined"]?.int64Value ?? 0
+            report.extra = ["quarantined=\(q)", "publish_refused_events=\(refusedEvents.count)",
+                            "escalations_arrived=\(rig.subscriber.messages.filter(isEscalation).count)",
+                            "reconnects_during=\((after?["reconnect_attempts"]?.int64Value ?? 0) - (before?["reconnect_attempts"]?.int64Value ?? 0))"]
+            report.print()
+            #expect(quarantined, "the refused escalation is quarantined")
+            #expect(!refusedEvents.isEmpty, "a publish_refused event is counted upstream")
+            #expect(delivered && report.committedNotDelivered == 0, "readings keep flowing")
+            #expect(after?["connected"]?.boolValue == true)
+            #expect(after?["reconnect_attempts"]?.int64Value == before?["reconnect_attempts"]?.int64Value, "no reconnect loop")
+            #expect(rig.subscriber.messages.filter(isEscalation).isEmpty, "the denied topic got nothing")
+        }
+    }
 }
 
 /// Fast (about 2 s), so it runs in every `swift test`, not only under scripts/faults.
