@@ -191,9 +191,15 @@ struct FaultTests {
 
     // MARK: 3. broker restart with messages in flight
 
-    /// A persistent broker restarted (SIGTERM, start) N times (3 short, 20 long) while readings
-    /// stream and the outbox drains. Must hold: nothing committed is lost.
-    @Test func brokerRestartsWithMessagesInFlightLoseNothing() async throws {
+    /// A persistent broker restarted N times (3 short, 20 long) while readings stream and the
+    /// outbox drains: stopped with SIGTERM (mosquitto saves its persistence file), or crashed
+    /// with SIGKILL. Must hold after graceful restarts: nothing committed is lost. After
+    /// crashes the loss is counted, not asserted: mosquitto acknowledges a QoS 1 PUBLISH before
+    /// it writes its persistence file (every `autosave_interval`, 1800 s by default, and at
+    /// shutdown), so a crash loses what it had acknowledged but not yet passed on — vigild has
+    /// by then marked it delivered and cannot know.
+    @Test(arguments: [false, true])
+    func brokerRestartsWithMessagesInFlightLoseNothing(crash: Bool) async throws {
         let restarts = FaultMode.knob("VIGIL_FAULTS_BROKER_RESTARTS", short: 3, long: 20)
         var rng = SplitMix64(state: FaultMode.seed &+ 2)
         try await SerialRig.with(persistentBroker: true) { rig in
@@ -202,20 +208,22 @@ struct FaultTests {
                 // A burst the outbox is still draining when the broker goes.
                 for _ in 0..<Int.random(in: 20...80, using: &rng) { try await rig.writeLine() }
                 try await Task.sleep(for: .milliseconds(Int.random(in: 0...150, using: &rng)))
-                if Bool.random(using: &rng) { rig.broker.stop() } else { rig.broker.kill() }
+                if crash { rig.broker.kill() } else { rig.broker.stop() }
                 for _ in 0..<10 { try await rig.writeLine() }
                 try rig.broker.start()
             }
             for _ in 0..<10 { try await rig.writeLine() }
-            let delivered = await rig.awaitDelivery(seconds: 60)
-            var report = FaultReport(name: "broker-restart")
+            let delivered = await rig.awaitDelivery(seconds: crash ? 20 : 60)
+            var report = FaultReport(name: crash ? "broker-crash" : "broker-restart")
             report.offered = rig.linesWritten * 3
             _ = measure(&report, database: rig.vigild.databasePath, subscriber: rig.subscriber, vigild: rig.vigild)
             report.bytesLost = rig.bytesLost().bytes
-            report.extra = ["restarts=\(restarts)", "seed=\(FaultMode.seed)"]
+            report.extra = ["restarts=\(restarts)", "signal=\(crash ? "KILL" : "TERM")", "seed=\(FaultMode.seed)"]
             report.print()
-            #expect(delivered && report.committedNotDelivered == 0, "every committed reading arrives")
             #expect(report.committed == report.offered, "vigild itself lost nothing")
+            if !crash {
+                #expect(delivered && report.committedNotDelivered == 0, "every committed reading arrives")
+            }
         }
     }
 
