@@ -425,6 +425,65 @@ struct FaultTests {
             #expect(rig.subscriber.messages.filter(isEscalation).isEmpty, "the denied topic got nothing")
         }
     }
+
+    /// The gateway's clock jumps back an hour, forward two, and back to true while the device
+    /// streams — for vigild alone, through libfaketime (`LD_PRELOAD`, its offset read from a
+    /// file at every call), so the host clock is untouched. Must hold: readings keep the
+    /// device's times and order (one line a second), none is flagged for the gateway's jump,
+    /// and everything committed is delivered. Skipped when libfaketime is not installed
+    /// (`apt-get install libfaketime`).
+    @Test(.enabled(if: access(FaultTests.libfaketime, R_OK) == 0, "libfaketime is not installed"))
+    func theGatewayClockJumpingKeepsReadingTimesAndOrder() async throws {
+        let offsetFile = makeTemporaryDirectory(prefix: "vigil-faults-clock") + "/offset"
+        func setOffset(_ text: String) throws {
+            let fd = open(offsetFile, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            guard fd >= 0 else { throw MosquittoBrokerError("open", errno: errno, "cannot write the faketime offset file") }
+            _ = Array((text + "\n").utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            close(fd)
+        }
+        try setOffset("+0")
+        try await SerialRig.with { rig in
+            try rig.vigild.start(environment: [
+                // Under the shim the Swift runtime sees no command line: the config comes by
+                // environment instead.
+                "VIGIL_CONFIG=\(rig.vigild.configPath)",
+                "LD_PRELOAD=\(FaultTests.libfaketime)", "FAKETIME_TIMESTAMP_FILE=\(offsetFile)",
+                "FAKETIME_NO_CACHE=1", "FAKETIME_DONT_FAKE_MONOTONIC=1",
+            ])
+            for offset in ["+0", "-3600", "+7200", "+0"] {
+                try setOffset(offset)
+                for _ in 0..<20 {
+                    try await rig.writeLine()
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                let lastAt = rig.start.adding(seconds: Int64(rig.linesWritten - 1)).millisecondsSinceEpoch
+                _ = await eventually(within: .seconds(10), interval: .milliseconds(50)) {
+                    !sqlLines(rig.vigild.databasePath, "SELECT 1 FROM readings WHERE measured_at = \(lastAt) LIMIT 1;").isEmpty
+                }
+            }
+            let delivered = await rig.awaitDelivery(seconds: 30)
+            let rows = sqlLines(rig.vigild.databasePath,
+                                "SELECT measured_at, received_at, flags FROM readings WHERE vital = 'spo2' ORDER BY seq;")
+                .map { $0.split(separator: "|").compactMap { Int64($0) } }
+            let measured = rows.compactMap(\.first)
+            let expected = (0..<rig.linesWritten).map { rig.start.adding(seconds: Int64($0)).millisecondsSinceEpoch }
+            let received = rows.compactMap { $0.count > 1 ? $0[1] : nil }
+            let backwards = zip(received, received.dropFirst()).filter { $0.1 < $0.0 }.count
+            let flagged = rows.filter { $0.count > 2 && $0[2] != 0 }.count
+            var report = FaultReport(name: "clock-jump")
+            report.offered = rig.linesWritten * 3
+            _ = measure(&report, database: rig.vigild.databasePath, subscriber: rig.subscriber, vigild: rig.vigild)
+            report.bytesLost = rig.bytesLost().bytes
+            report.extra = ["offsets=0,-1h,+2h,0", "received_at_backwards=\(backwards)", "flagged=\(flagged)"]
+            report.print()
+            #expect(measured == expected, "device times kept, in the device's order")
+            #expect(backwards >= 1, "the gateway clock did jump back (received_at went backwards): the hook works")
+            #expect(flagged == 0, "no reading is flagged for the gateway's own jump")
+            #expect(delivered && report.committedNotDelivered == 0)
+        }
+    }
+
+    static let libfaketime = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1"
 }
 
 /// Fast (about 2 s), so it runs in every `swift test`, not only under scripts/faults.
