@@ -243,6 +243,9 @@ struct FaultTests {
             let (rc, _) = try VigildProcess.run(["/bin/mount", "-t", "tmpfs", "-o", "size=\(kb)k,mode=0700", "tmpfs", state])
             guard rc == 0 else { throw MosquittoBrokerError("mount", "cannot mount a tmpfs on \(state)") }
             mounted = state
+            // Ballast, released once the disk is full: what happens when space comes back.
+            let (brc, _) = try VigildProcess.run(["/bin/dd", "if=/dev/zero", "of=\(state)/ballast", "bs=1024", "count=128"], quiet: true)
+            guard brc == 0 else { throw MosquittoBrokerError("dd", "cannot write the ballast file") }
         }) { rig in
             try rig.vigild.start()
             rig.broker.stop()
@@ -271,6 +274,15 @@ struct FaultTests {
             #expect(problems.contains { $0.contains("disk") }, "status names the full disk")
             let committedWhileFull = Set(sqlLines(rig.vigild.databasePath, "SELECT reading_id FROM readings;"))
             #expect(rig.vigild.isRunning)
+            // Space comes back: the commit being retried succeeds and the device's queued
+            // lines follow (the retry backs off up to 5 s).
+            unlink(rig.vigild.directory + "/state/ballast")
+            let resumed = await eventually(within: .seconds(20), interval: .milliseconds(100)) {
+                sqlLines(rig.vigild.databasePath, "SELECT count(DISTINCT reading_id) FROM readings;").first
+                    .flatMap { Int($0) }.map { $0 > committedWhileFull.count } ?? false
+            }
+            #expect(resumed, "commits resume when space is freed")
+            let committedAfterRelief = Int(sqlLines(rig.vigild.databasePath, "SELECT count(DISTINCT reading_id) FROM readings;").first ?? "") ?? 0
             try rig.broker.start()
             let delivered = await eventually(within: .seconds(30), interval: .milliseconds(200)) {
                 let committed = Set(sqlLines(rig.vigild.databasePath, "SELECT reading_id FROM readings;"))
@@ -282,7 +294,8 @@ struct FaultTests {
             report.offered = rig.linesWritten * 3
             _ = measure(&report, database: rig.vigild.databasePath, subscriber: rig.subscriber, vigild: rig.vigild)
             report.bytesLost = rig.bytesLost().bytes
-            report.extra = ["disk_kb=\(kb)", "committed_while_full=\(committedWhileFull.count)"]
+            report.extra = ["disk_kb=\(kb)", "committed_while_full=\(committedWhileFull.count)",
+                            "committed_after_128KiB_freed=\(committedAfterRelief)"]
             report.print()
             #expect(delivered, "what was committed before the disk filled is delivered")
             rig.vigild.kill9()
