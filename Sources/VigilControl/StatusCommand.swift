@@ -280,6 +280,9 @@ struct StatusReport {
         let store = status["store"]
         let evicted = store?["evicted_total"]?.int64Value ?? 0
         lines.append("Store      \(Self.bytes(store?["size_bytes"]?.int64Value ?? 0))  readings \(store?["readings"]?.int64Value ?? 0) of \(store?["capacity_readings"]?.int64Value ?? 0)  evicted \(evicted)")
+        if let replaced = store?["replaced"]?["problem"]?.stringValue {
+            problem(replaced, do: "keep the quarantined file for analysis; tell the care team that undelivered readings may be lost")
+        }
         if evicted > 0 {
             problem("\(evicted) undelivered readings were evicted because the outbox was full (reported upstream)",
                     do: "restore the uplink so the backlog drains; tell the care team that readings were lost")

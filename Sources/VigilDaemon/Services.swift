@@ -137,6 +137,8 @@ struct StatusReporter: Sendable {
     let connection: MQTTConnection
     let forwarder: Forwarder
     let board: DeviceBoard
+    /// A damaged database this vigild moved aside at start-up (shown as `store.replaced`).
+    var databaseQuarantine: DatabaseQuarantine? = nil
     /// The outbox's drain rate (Views.swift), sampled by `DrainSampler`.
     let drainMeter = DrainMeter()
 
@@ -198,7 +200,7 @@ struct StatusReporter: Sendable {
                     ("oldest_age_seconds", age(s.oldestUndeliveredReadingReceivedAt)),
                 ])),
             ])
-            storeDoc = .object([
+            var storeFields: [(String, JSONValue)] = [
                 ("path", .string(config.paths.database)),
                 ("size_bytes", .int(s.databaseBytes)),
                 ("readings", .int(s.totalReadings)),
@@ -206,7 +208,15 @@ struct StatusReporter: Sendable {
                 ("evicted_total", .int(s.evictedTotal)),
                 ("pruned_delivered_total", .int(s.prunedDeliveredTotal)),
                 ("transactions", .int(s.transactionsCommitted)),
-            ])
+            ]
+            // Only after a damaged database was replaced at start-up (DatabaseQuarantine.swift).
+            if let q = databaseQuarantine {
+                storeFields.append(("replaced", .object([
+                    ("at", .string(q.at.iso8601)), ("quarantined_as", .string(q.quarantinedPath)),
+                    ("reason", .string(q.reason)), ("problem", .string(q.problem)),
+                ])))
+            }
+            storeDoc = .object(storeFields)
             openEscalations = Int64((try? store.openEscalations().count) ?? 0)
         } catch {
             storeDoc = .object([("error", .string("\(error)"))])

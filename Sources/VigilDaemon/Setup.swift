@@ -21,7 +21,9 @@ enum ExitCode {
 
 /// vigild's command line. Deliberately small: everything else is in the config file.
 struct DaemonArguments {
-    var configPath = "/etc/vigil/vigild.yaml"
+    /// `--config`, else `$VIGIL_CONFIG` (for runs where the command line cannot be passed, such
+    /// as under an `LD_PRELOAD` clock shim in the fault suite), else the installed path.
+    var configPath = getenv("VIGIL_CONFIG").map { String(cString: $0) } ?? "/etc/vigil/vigild.yaml"
     var checkOnly = false
     var showHelp = false
     var showVersion = false

@@ -57,11 +57,15 @@ for (index, problem) in setup.planProblems.enumerated() {
 }
 
 // The durable store: opened before anything can produce a reading.
+// A damaged file (not a database, or corrupt) is moved aside, kept, and replaced by a fresh
+// one, loudly (DatabaseQuarantine.swift); anything else stops the daemon.
 let store: ReadingStore
+let databaseQuarantine: DatabaseQuarantine?
 do {
-    store = try ReadingStore(
+    (store, databaseQuarantine) = try DatabaseQuarantine.openStore(
         options: StoreOptions(path: setup.config.paths.database, capacityReadings: setup.config.outbox.capacityReadings),
-        logger: Logger(label: "vigild.store"))
+        logger: logger)
+    if let databaseQuarantine { try await store.commit(events: [databaseQuarantine.event]) }
 } catch {
     logger.critical("cannot open the database", metadata: ["path": "\(setup.config.paths.database)", "error": "\(error)"])
     exit(ExitCode.cantCreate)
@@ -148,7 +152,8 @@ let deviceCommands = DeviceRegistryCommands(manager: devices, store: store, logg
 
 let startedAt = realtimeNow()
 let statusReporter = StatusReporter(
-    config: setup.config, startedAt: startedAt, store: store, connection: connection, forwarder: forwarder, board: board)
+    config: setup.config, startedAt: startedAt, store: store, connection: connection, forwarder: forwarder, board: board,
+    databaseQuarantine: databaseQuarantine)
 let control = ControlService(
     path: setup.config.paths.controlSocket,
     logger: Logger(label: "vigild.control"),
