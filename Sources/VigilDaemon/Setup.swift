@@ -44,7 +44,7 @@ struct DaemonArguments {
         the config, commits every reading to SQLite before anything else, evaluates the care
         plans' rules and forwards readings and escalations over MQTT.
 
-          --config PATH            configuration file (default /etc/vigil/vigild.yaml)
+          --config PATH            configuration file (default $VIGIL_CONFIG, else /etc/vigil/vigild.yaml)
           --check-config           validate the config, device profiles and care plans, then exit
           --database PATH          override paths.database
           --control-socket PATH    override paths.control_socket
