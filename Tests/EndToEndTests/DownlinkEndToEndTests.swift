@@ -83,20 +83,6 @@ private extension String {
     }
 }
 
-private func writeTextFile(_ path: String, _ text: String) throws {
-    let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-    guard fd >= 0 else { throw MosquittoBrokerError("open", errno: errno, "cannot create \(path)") }
-    defer { close(fd) }
-    let bytes = Array(text.utf8)
-    var offset = 0
-    while offset < bytes.count {
-        let n = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        if n < 0, errno == EINTR { continue }
-        guard n > 0 else { throw MosquittoBrokerError("write", errno: errno, "cannot write \(path)") }
-        offset += n
-    }
-}
-
 /// A child process with a pipe on stdin and one on stdout (stderr joined), for an interactive
 /// command: the test reads its output as it comes (poll with a deadline) and types lines.
 private final class Interactive {
@@ -180,7 +166,7 @@ private func validateReplies(_ replies: [ReceivedMessage]) throws -> String {
     let dir = makeTemporaryDirectory(prefix: "vigil-replies")
     var lines = ""
     for r in replies { lines += r.text + "\n" }
-    try writeTextFile(dir + "/replies.jsonl", lines)
+    try writeText(dir + "/replies.jsonl", lines)
     let script = """
         import json, sys
         from jsonschema import Draft202012Validator
@@ -194,7 +180,7 @@ private func validateReplies(_ replies: [ReceivedMessage]) throws -> String {
             n += 1
         print("valid", n)
         """
-    try writeTextFile(dir + "/validate.py", script)
+    try writeText(dir + "/validate.py", script)
     return try VigildProcess.run(["/usr/bin/python3", dir + "/validate.py", Fixtures.repositoryRoot + "/docs/schemas/reply.schema.json",
                                   dir + "/replies.jsonl"]).output
 }
@@ -399,7 +385,7 @@ private func validateReplies(_ replies: [ReceivedMessage]) throws -> String {
         let dir = makeTemporaryDirectory()
         let path = dir + "/vigild.yaml"
         func check(_ downlink: String) throws -> (status: Int32, output: String) {
-            try writeTextFile(path, "site: home-1\ngateway: gw-1\nbroker:\n  host: 127.0.0.1\n" + downlink)
+            try writeText(path, "site: home-1\ngateway: gw-1\nbroker:\n  host: 127.0.0.1\n" + downlink)
             return try VigildProcess.run(["/bin/sh", "-c", "\(VigildProcess.binDirectory)/vigild --config \(path) --check-config 2>&1"])
         }
         #expect(try check("downlink:\n  enabled: false\n  max_bytes: 2048\n  replay_window_seconds: 60\n").status == 0)
