@@ -244,6 +244,13 @@ class CountingSubscriber:
 # vigild
 
 
+def threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
 def proc_status(pid: int) -> dict[str, int]:
     """The kB fields of /proc/PID/status, in bytes."""
     out = {}
@@ -276,6 +283,45 @@ def smaps_rollup_by_mapping(pid: int) -> dict[str, int]:
     return out
 
 
+def anon_mappings(pid: int) -> dict[str, tuple[int, int, str]]:
+    """Per mapping (keyed by its start address): (size, Rss, name) in bytes, from
+    /proc/PID/smaps. A glibc malloc arena of a thread shows as an anonymous mapping inside a
+    64 MiB reservation; the main arena is [heap]."""
+    out: dict[str, tuple[int, int, str]] = {}
+    key, size, name = None, 0, ""
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                first = line.split(None, 1)[0]
+                if "-" in first and not first.endswith(":"):
+                    parts = line.split()
+                    lo, hi = (int(x, 16) for x in first.split("-"))
+                    # Keyed by start address: an arena heap grows in place (mprotect), which
+                    # moves the end of its read-write part.
+                    key, size = f"{lo:x}", hi - lo
+                    name = parts[5] if len(parts) > 5 else "[anon]"
+                    if name.startswith("/"):
+                        name = os.path.basename(name)
+                elif first == "Rss:" and key:
+                    out[key] = (size, int(line.split()[1]) * 1024, name)
+    except OSError:
+        pass
+    return out
+
+
+def mapping_growth(before: dict, after: dict, top: int = 5) -> list[dict]:
+    rows = []
+    for k in set(before) | set(after):
+        b = before.get(k, (0, 0, ""))
+        a = after.get(k, (0, 0, b[2]))
+        if a[1] != b[1]:
+            rows.append({"mapping": k, "name": a[2] or b[2], "size_kib": (a[0] or b[0]) // 1024,
+                         "rss_before_kib": b[1] // 1024, "rss_after_kib": a[1] // 1024,
+                         "growth_kib": (a[1] - b[1]) // 1024, "new": k not in before})
+    rows.sort(key=lambda r: -abs(r["growth_kib"]))
+    return rows[:top]
+
+
 class Vigild:
     def __init__(self, args, broker: bd.Broker, work: str, devices: list[dict]):
         self.args, self.work = args, work
@@ -295,8 +341,12 @@ class Vigild:
 
     def start(self) -> None:
         logf = open(os.path.join(self.work, "vigild.log"), "w")
+        env = dict(os.environ)
+        for kv in self.args.vigild_env:
+            k, _, v = kv.partition("=")
+            env[k] = v
         self.proc = bd.spawn([os.path.join(self.args.bin, "vigild"), "--config", self.config],
-                             stdout=logf, stderr=subprocess.STDOUT)
+                             stdout=logf, stderr=subprocess.STDOUT, env=env)
 
         def ready():
             self.check_alive()
@@ -404,11 +454,13 @@ def run(args, work: str) -> tuple[dict, list[str]]:
             sample = {"t": t, "offered": offered, "committed": vigild.committed(s), "delivered": sub_now["readings"],
                       "VmRSS": st["VmRSS"], "RssAnon": st["RssAnon"], "RssFile": st["RssFile"],
                       "RssShmem": st.get("RssShmem", 0), "VmHWM": st["VmHWM"], "feeding": feeding,
+                      "threads": threads(pid),
                       "outbox_depth": (s or {}).get("outbox", {}).get("readings", {}).get("depth")}
             samples.append(sample)
             if warm_t is None and offered >= warm_at:
                 warm_t = t
                 smaps_warm = smaps_rollup_by_mapping(pid)
+                maps_warm = anon_mappings(pid)
             if time.monotonic() - last_log >= 10:
                 last_log = time.monotonic()
                 log(f"{t:6.0f} s: offered {offered:,}, committed {sample['committed'] or 0:,}, delivered {sample['delivered']:,}, "
@@ -420,6 +472,7 @@ def run(args, work: str) -> tuple[dict, list[str]]:
         feed_end = max(fd.finished_at for fd in feeders) - t0
         offered = sum(fd.written for fd in feeders)
         smaps_end = smaps_rollup_by_mapping(pid)
+        maps_end = anon_mappings(pid)
         log(f"all {offered:,} lines written in {feed_end:.1f} s; waiting for commit and delivery")
 
         # Drain: committed == offered, outbox empty, subscriber has every reading.
@@ -496,6 +549,8 @@ def run(args, work: str) -> tuple[dict, list[str]]:
     if smaps_warm is not None:
         delta = {k: smaps_end.get(k, 0) - smaps_warm.get(k, 0) for k in set(smaps_end) | set(smaps_warm)}
         result["smaps_delta"] = {k: v for k, v in sorted(delta.items(), key=lambda kv: -abs(kv[1]))[:6] if v}
+        result["mapping_growth"] = mapping_growth(maps_warm, maps_end)
+        result["threads_after_warmup_end"] = [after[0]["threads"] if after else None, end[-1]["threads"] if end else None]
     if smaps_warm is not None:
         grew = {k: smaps_warm.get(k, 0) - smaps_start.get(k, 0) for k in set(smaps_start) | set(smaps_warm)}
         result["smaps_idle_to_warm"] = {k: v for k, v in sorted(grew.items(), key=lambda kv: -abs(kv[1])) if v}
@@ -573,8 +628,14 @@ def report(out: dict, problems: list[str]) -> None:
     for a, b, c in rows:
         print(f"{a.ljust(w0)}  {b.ljust(w1)}  {c}")
     if r.get("smaps_delta"):
-        print("Rss change per mapping, warm-up end -> end of feed: "
+        print("Rss change per mapping name, warm-up end -> end of feed: "
               + ", ".join(f"{k} {signed_kib(v)}" for k, v in r["smaps_delta"].items()))
+    for g in r.get("mapping_growth", []):
+        print(f"  {g['name']} at {g['mapping']} ({g['size_kib']:,} KiB mapped{', new' if g['new'] else ''}): "
+              f"Rss {g['rss_before_kib']:,} -> {g['rss_after_kib']:,} KiB ({g['growth_kib']:+,} KiB)")
+    t = r.get("threads_after_warmup_end")
+    if t:
+        print(f"vigild threads after warm-up / at the end: {t[0]} / {t[1]}")
 
     # RSS over time: 10 rows at evenly spaced points of the feed (and the last sample).
     feeding = [s for s in samples if s["feeding"]] or samples
@@ -613,6 +674,8 @@ def main() -> int:
     ap.add_argument("--window", type=int, default=10, help="samples in each median window")
     ap.add_argument("--timeout", type=float, default=0, help="give up writing after this many seconds (0: never)")
     ap.add_argument("--samples-out", help="also write every sample as JSON lines to this file")
+    ap.add_argument("--vigild-env", action="append", default=[], metavar="KEY=VALUE",
+                    help="extra environment for vigild (e.g. MALLOC_ARENA_MAX=1 to test the arena explanation)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     args.profiles = os.path.abspath(args.profiles)
