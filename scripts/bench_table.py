@@ -114,6 +114,29 @@ def verdict(ok: bool | None) -> str:
 # ---------------------------------------------------------------------------------------------
 # Parts
 
+def fdatasync_latency(directory: str, n: int = 300) -> tuple[float, float]:
+    """p50 and p99 (ms) of appending 8 KiB (two WAL frames) to a file and `fdatasync`ing it, in
+    `directory`: the floor of one durable SQLite commit on this disk, which vigild pays before a
+    reading may leave and the minimal client never does."""
+    sys.path.insert(0, HERE)
+    import bench_driver as bd
+    path = os.path.join(directory, "fdatasync-probe")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        block = b"\0" * 8192
+        samples = []
+        for _ in range(n):
+            t0 = time.perf_counter_ns()
+            os.write(fd, block)
+            os.fdatasync(fd)
+            samples.append((time.perf_counter_ns() - t0) / 1e6)
+            time.sleep(0.01)
+        return bd.percentile(samples, 50), bd.percentile(samples, 99)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+
+
 def part_pipeline(args, t: Table, logdir: str):
     readings = 2000 if args.quick else args.readings
     lines = 50 if args.quick else 300
@@ -134,6 +157,10 @@ def part_pipeline(args, t: Table, logdir: str):
     t.add(f"p99 latency, device byte → broker arrival, {lines} lines at 10/s (ms)",
           num(lv["p99_ms"], 2), num(lb["p99_ms"], 2), ratio(lv["p99_ms"], lb["p99_ms"]),
           "≤ 2 × the minimal client", verdict(p99r is not None and p99r <= 2))
+    import tempfile
+    f50, f99 = fdatasync_latency(tempfile.gettempdir(), 100 if args.quick else 300)
+    t.add("  the disk's floor: 8 KiB append + `fdatasync` where the database lives, p50 / p99 (ms)",
+          "", f"{num(f50, 2)} / {num(f99, 2)}", "", "", "")
     t.add("  of which vigild `read(2)` → broker arrival, p50 / p99 (ms, ±1)",
           f"{num(lv.get('read_to_arrival_p50_ms'), 1)} / {num(lv.get('read_to_arrival_p99_ms'), 1)}", "", "", "", "")
     t.add("p50 / p99 latency at saturation (ms; not comparable: see docs/benchmarks.md)",
