@@ -219,9 +219,10 @@ def part_lifecycle(args, t: Table, logdir: str):
 
 
 def part_cost(args, t: Table, logdir: str):
-    argv = [sys.executable, os.path.join(HERE, "bench_cost.py"), "--bin", args.bin, "--build", args.build]
+    argv = [sys.executable, os.path.join(HERE, "bench_cost.py"), "--bin", args.bin, "--build", args.build,
+            "--profiles", os.path.join(ROOT, "devices")]
     if args.quick:
-        argv.append("--quick")
+        argv += ["--n1", "200", "--n2", "400", "--repeats", "1", "--sat-readings", "2000", "--slow-readings", "50"]
     r, why = run_part("cost", argv, "RESULT", logdir, timeout=2400)
     if r is None:
         return t.failed("cost", why)
