@@ -67,7 +67,7 @@ broker:
   reconnect_min_ms: 100
   reconnect_max_ms: 250
 outbox:
-  max_in_flight: 256
+  max_in_flight: {max_in_flight}
 devices:
   - id: {device}
     profile: masimo-rad8
@@ -211,7 +211,8 @@ class Daemon:
         self.config = os.path.join(work, "vigild.yaml")
         with open(self.config, "w") as f:
             f.write(CONFIG.format(site=SITE, gateway=GATEWAY, work=work, profiles=args.profiles, port=port,
-                                  device=device, link=link, patient=PATIENT))
+                                  device=device, link=link, patient=PATIENT,
+                                  max_in_flight=args.max_in_flight))
         self.socket = os.path.join(work, "control.sock")
         self.device = device
         self.proc: subprocess.Popen | None = None
@@ -459,7 +460,7 @@ def report(args, idle: dict, drain: dict, cold: dict, pub: dict, pub_m: dict) ->
          f"{cold['p50_ms'] / pub_m['p50_ms']:.1f}×" if pub_m["p50_ms"] else ""),
     ]
     print()
-    print(f"Escalation latency under backlog, and cold start: {args.build} build, {os.cpu_count()} CPUs, "
+    print(f"Escalation latency under backlog, and cold start: {args.build} build, max_in_flight {args.max_in_flight}, {os.cpu_count()} CPUs, "
           f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC, load average {os.getloadavg()[0]:.1f}")
     print("| figure | Vigil | limit measured beside it | Vigil/limit |")
     print("| --- | ---: | ---: | ---: |")
@@ -470,7 +471,7 @@ def report(args, idle: dict, drain: dict, cold: dict, pub: dict, pub_m: dict) ->
           f"mosquitto_pub -m {', '.join(f'{x:.0f}' for x in pub_m['runs_ms'])}")
     return {
         "build": args.build, "backlog": drain["backlog"], "samples": len(drain["samples"]),
-        "escalation_p50_ms": drain["p50_ms"], "escalation_max_ms": drain["max_ms"],
+        "max_in_flight": args.max_in_flight, "escalation_p50_ms": drain["p50_ms"], "escalation_max_ms": drain["max_ms"],
         "escalation_idle_p50_ms": idle["p50_ms"], "escalation_idle_max_ms": idle["max_ms"],
         "escalation_samples_ms": [round(r["latency_ms"], 2) for r in drain["samples"]],
         "escalation_progress_at_write": [round(r["progress_at_write"], 4) for r in drain["samples"]],
@@ -493,6 +494,7 @@ def main() -> int:
     ap.add_argument("--readings", type=int, default=1_000_000, help="backlog size (default 1000000)")
     ap.add_argument("--samples", type=int, default=7, help="escalations during the drain, and with no backlog")
     ap.add_argument("--cold-runs", type=int, default=7, help="cold starts of vigild and of mosquitto_pub")
+    ap.add_argument("--max-in-flight", type=int, default=256, help="outbox.max_in_flight (default 256, vigild's default)")
     ap.add_argument("--timeout", type=float, default=600, help="longest wait for any one step (s)")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = ap.parse_args()
