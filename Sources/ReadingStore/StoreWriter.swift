@@ -329,8 +329,10 @@ final class StoreWriter: @unchecked Sendable {
         // A stored record whose clock the gateway did not believe is stamped with its receive
         // time, so the unique key above cannot see it arrive again (a repeated meter download,
         // an indication re-sent after a crash). Its ID comes from what the device said, so
-        // look for the ID itself. Rare rows, and only this device's: the scan is short.
-        if r.flags.contains(.deviceClockUnreliable), r.sequence != nil {
+        // look for the ID itself — with or without a record number: a blood pressure cuff
+        // numbers nothing, and without this a re-sent measurement got a second outbox row and
+        // was forwarded again (docs/faults.md, kill9-ble). Rare rows, and only this device's.
+        if r.flags.contains(.deviceClockUnreliable) {
             var seen = false
             try db.withStatement("SELECT 1 FROM readings WHERE device = ? AND reading_id = ? LIMIT 1",
                                  operation: "commit: find a re-sent record") { (s) throws(StoreError) in

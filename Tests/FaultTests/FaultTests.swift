@@ -135,6 +135,10 @@ struct FaultTests {
         #expect(violations.isEmpty, "a confirmed indication was not committed: \(violations)")
         #expect(delivered, "every measurement committed once and delivered")
         #expect(report.committed == measurements * 4, "4 readings per measurement, each ID once (deterministic IDs)")
+        // One row (one outbox entry) per ID: a replayed measurement whose clock is not believed
+        // is stamped with a new receive time, and must still not be stored (and sent) again.
+        let rows = Int(sqlLines(vigild.databasePath, "SELECT count(*) FROM readings;").first ?? "") ?? -1
+        #expect(rows == measurements * 4, "a replayed measurement adds no row")
         #expect(report.committedNotDelivered == 0)
     }
 
