@@ -173,6 +173,14 @@ enum Schema {
         // Access control and the technician views (Audit.swift).
         Schema.auditMigration,
         Migration(name: "0006-devices", sql: DeviceRegistrySchema.sql),
+        // The re-sent record check (StoreWriter.insert) looks a flagged reading's ID up among
+        // its device's rows; readings_identity only narrows that to the device, which for a
+        // 1 Hz oximeter whose clock is wrong would be a scan per insert growing all year. Only
+        // rows with device_clock_unreliable (bit 11 = 2048) are indexed, so it costs nothing
+        // for devices whose clocks are believed.
+        Migration(name: "0007-resent-index", sql: """
+            CREATE INDEX readings_unreliable_clock ON readings(device, reading_id) WHERE (flags & 2048) != 0;
+            """),
     ]
 
     /// Brings the database up to date, refusing one this Vigil does not understand.

@@ -325,16 +325,22 @@ final class StoreWriter: @unchecked Sendable {
     /// reading_id alone because the ID is derived from device and measured time (see the
     /// schema). Only that conflict is ignored (ON CONFLICT … DO NOTHING, unlike INSERT OR
     /// IGNORE, does not also swallow NOT NULL or CHECK failures).
+    /// Finds an earlier copy of a reading whose device clock was not believed (``insert(_:)``).
+    static let resentRecordQuery =
+        "SELECT 1 FROM readings WHERE device = ? AND reading_id = ? AND (flags & 2048) != 0 LIMIT 1"
+
     private func insert(_ r: Reading) throws(StoreError) -> Bool {
         // A stored record whose clock the gateway did not believe is stamped with its receive
         // time, so the unique key above cannot see it arrive again (a repeated meter download,
         // an indication re-sent after a crash). Its ID comes from what the device said, so
         // look for the ID itself — with or without a record number: a blood pressure cuff
         // numbers nothing, and without this a re-sent measurement got a second outbox row and
-        // was forwarded again (docs/faults.md, kill9-ble). Rare rows, and only this device's.
+        // was forwarded again (docs/faults.md, kill9-ble). The earlier copy carries the same
+        // flag, so the partial index of migration 0007 (the `flags & 2048` term must match it
+        // for SQLite to use it) finds it without walking the device's other rows.
         if r.flags.contains(.deviceClockUnreliable) {
             var seen = false
-            try db.withStatement("SELECT 1 FROM readings WHERE device = ? AND reading_id = ? LIMIT 1",
+            try db.withStatement(Self.resentRecordQuery,
                                  operation: "commit: find a re-sent record") { (s) throws(StoreError) in
                 try s.bind(1, r.device.rawValue)
                 try s.bind(2, r.id.rawValue)

@@ -34,4 +34,20 @@ import VitalSigns
         #expect(rows.first?.reading?.measuredAt == first.measuredAt)
         await store.close()
     }
+
+    /// The look-up runs on every flagged insert: it must use the partial index of migration
+    /// 0007, not walk the device's rows through readings_identity.
+    @Test func theResentRecordLookUpUsesItsPartialIndex() async throws {
+        let dir = TemporaryDirectory()
+        let store = try openStore(dir)
+        let plan = try await store.withWriteConnection { (db) throws(StoreError) -> [String] in
+            try db.withStatement("EXPLAIN QUERY PLAN " + StoreWriter.resentRecordQuery, operation: "plan") { (s) throws(StoreError) in
+                var rows: [String] = []
+                while try s.step() { rows.append(s.text(3)) }
+                return rows
+            }
+        }
+        #expect(plan.count == 1 && plan[0].contains("INDEX readings_unreliable_clock (device=? AND reading_id=?)"), "\(plan)")
+        await store.close()
+    }
 }
