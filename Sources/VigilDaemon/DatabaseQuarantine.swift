@@ -174,7 +174,10 @@ enum DatabaseDamage {
             "readings_undelivered": "\(undelivered.map { "\($0)" } ?? "unknown")",
         ])
         SystemdNotifier.notify("STATUS=stopped: the database is damaged")
-        exit(ExitCode.databaseDamaged)
+        // _exit, not exit: no exit-time teardown while the writer thread may still be inside
+        // SQLite (the log went straight to fd 2; the WAL is left as a kill leaves it).
+        fflush(nil)
+        _exit(ExitCode.databaseDamaged)
     }
 }
 
