@@ -639,6 +639,40 @@ struct FaultTests {
         }
     }
 
+    /// The same damage met by a read, not a commit: `vigilctl readings --device` walks the
+    /// damaged index on the store's read connection. Must hold: the store latches the damage
+    /// whichever connection met it, and vigild stops (exit 65, marker) with no commit at all.
+    @Test func damageMetByAViewStopsVigildToo() async throws {
+        try await SerialRig.with { rig in
+            let database = rig.vigild.databasePath
+            try rig.vigild.start()
+            for _ in 0..<20 { try await rig.writeLine() }
+            #expect(await rig.awaitDelivery(seconds: 20))
+            #expect(rig.vigild.terminate() == 0)
+            let root = Int(sqlLines(database, "SELECT rootpage FROM sqlite_schema WHERE name = 'readings_identity';").first ?? "") ?? 0
+            let pageSize = Int(sqlLines(database, "PRAGMA page_size;").first ?? "") ?? 0
+            try #require(root > 1 && pageSize >= 512)
+            let fd = open(database, O_WRONLY)
+            try #require(fd >= 0)
+            let garbage = [UInt8](repeating: 0xA5, count: pageSize)
+            _ = garbage.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t((root - 1) * pageSize)) }
+            close(fd)
+            try rig.vigild.start()
+            let view = try rig.vigild.ctl(["readings", "--device", "rad8-fault", "--limit", "5"])
+            #expect(view.status != 0, "the view fails on the damaged index: \(view.status) \(view.output.prefix(500))")
+            let marker = database + ".damaged"
+            let stopped = await eventually(within: .seconds(20), interval: .milliseconds(100)) {
+                access(marker, F_OK) == 0 && (try? rig.vigild.ctl(["status", "--json"]))?.status == 69
+            }
+            #expect(stopped, "vigild stops on damage met by a read: \(rig.vigild.log().suffix(2000))")
+            #expect(rig.vigild.terminate() == 65)
+            try rig.vigild.start()
+            #expect(try rig.vigild.status()["status"]?["store"]?["replaced"] != nil, "quarantined at the restart")
+            try await rig.writeLine()
+            #expect(await rig.awaitDelivery(seconds: 20), "readings flow into the fresh database")
+        }
+    }
+
     /// The loop breaker: a marker on a sound file (SQLite reported damage, the check finds
     /// none) keeps the file and records the passed check; a second report on the same file
     /// quarantines it without trusting another check.
