@@ -103,6 +103,8 @@ public final class ReadingStore: OutboxSource {
     public let path: String
     /// The migrations this open applied, in order (empty when the schema was already current).
     public let appliedMigrations: [String]
+    /// The first damage any connection of this store met (Damage.swift, `reportedDamage`).
+    let damageLatch: DamageLatch
 
     /// Opens (creating if needed) the store, sets and verifies the pragmas, applies pending
     /// migrations and starts the writer thread. Blocking: call it during start-up, not on a
@@ -122,6 +124,10 @@ public final class ReadingStore: OutboxSource {
         let counters = try Counters.load(db, operation: "open \(options.path)")
         let readConnection = try SQLiteConnection(path: options.path, readOnly: true, create: false)
         try Self.configure(readConnection, options: options, readOnly: true)
+        let latch = DamageLatch()
+        db.damageLatch = latch
+        readConnection.damageLatch = latch
+        damageLatch = latch
         reader = Mutex(readConnection)
         writer = StoreWriter(db: db, counters: counters, options: options, logger: logger)
         try writer.start()

@@ -13,6 +13,9 @@ final class SQLiteConnection {
     let path: String
     /// Prepared statements by SQL text, prepared with `SQLITE_PREPARE_PERSISTENT`.
     private var cache: [String: OpaquePointer] = [:]
+    /// Where damage (`SQLITE_CORRUPT`, `SQLITE_NOTADB`) met by this connection is reported,
+    /// so the store's owner learns of it whichever caller hit it (Damage.swift).
+    var damageLatch: DamageLatch?
 
     /// Opens (or, with `create`, creates) a database file.
     ///
@@ -68,8 +71,10 @@ final class SQLiteConnection {
         }
         // The extended code carries more detail; keep it unless it disagrees with `rc`.
         let reported = SQLiteResultCode(rawValue: extended).primary == primary ? extended : rc
-        return StoreError(code: storeCode, message: storeMessage, operation: operation,
-                          sqliteCode: SQLiteResultCode(rawValue: reported), sqliteMessage: text)
+        let error = StoreError(code: storeCode, message: storeMessage, operation: operation,
+                               sqliteCode: SQLiteResultCode(rawValue: reported), sqliteMessage: text)
+        if error.isDamage { damageLatch?.report(error) }
+        return error
     }
 
     /// Runs one or more SQL statements with no parameters and no results wanted.

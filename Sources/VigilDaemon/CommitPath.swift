@@ -47,7 +47,8 @@ struct CommitPath: Sendable {
         if await durably("events", { try await store.commit(events: events) }) { forwarder.notify() }
     }
 
-    /// Runs a commit until it succeeds, backing off from 50 ms to 5 s between attempts.
+    /// Runs a commit until it succeeds, backing off from 50 ms to 5 s between attempts —
+    /// except on damage (`SQLITE_CORRUPT`, `SQLITE_NOTADB`), where vigild stops at once.
     /// Returns false only if the task was cancelled first (shutdown): the rows were then never
     /// committed, and an escalation among them is recovered by the rule-state rebuild at the
     /// next start.
@@ -62,6 +63,11 @@ struct CommitPath: Sendable {
                 }
                 return true
             } catch {
+                // A damaged file is not retried against: vigild stops and is restarted on a
+                // checked (or quarantined) database (DatabaseQuarantine.swift).
+                if let damage = error as? StoreError, damage.isDamage {
+                    DatabaseDamage.stop(damage, store: store, logger: logger)
+                }
                 attempt += 1
                 if attempt == 1 || attempt.isMultiple(of: 20) {
                     logger.error("commit failed; retrying", metadata: [

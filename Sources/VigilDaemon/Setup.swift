@@ -13,6 +13,8 @@ enum VigilVersion {
 /// Exit statuses from sysexits.h, which systemd and scripts can act on.
 enum ExitCode {
     static let usage: Int32 = 64        // EX_USAGE
+    /// SQLite reported the database damaged while running (DatabaseQuarantine.swift): restart.
+    static let databaseDamaged: Int32 = 65  // EX_DATAERR
     static let software: Int32 = 70     // EX_SOFTWARE
     static let cantCreate: Int32 = 73   // EX_CANTCREAT
     static let ioError: Int32 = 74      // EX_IOERR

@@ -57,8 +57,9 @@ for (index, problem) in setup.planProblems.enumerated() {
 }
 
 // The durable store: opened before anything can produce a reading.
-// A damaged file (not a database, or corrupt) is moved aside, kept, and replaced by a fresh
-// one, loudly (DatabaseQuarantine.swift); anything else stops the daemon.
+// A damaged file (not a database, or corrupt; or marked damaged by the previous run and
+// failing PRAGMA integrity_check) is moved aside, kept, and replaced by a fresh one, loudly
+// (DatabaseQuarantine.swift); anything else stops the daemon.
 let store: ReadingStore
 let databaseQuarantine: DatabaseQuarantine?
 do {
@@ -86,6 +87,7 @@ do {
         "elapsed_ms": "\(realtimeNow().milliseconds(since: started))",
     ])
 } catch {
+    if let damage = store.reportedDamage { DatabaseDamage.stop(damage, store: store, logger: logger) }
     logger.critical("cannot rebuild rule state from the database", metadata: ["error": "\(error)"])
     exit(ExitCode.ioError)
 }
@@ -145,6 +147,7 @@ do {
     writeStderr("vigild: \(error)\n")
     exit(ExitCode.config)
 } catch {
+    if let damage = store.reportedDamage { DatabaseDamage.stop(damage, store: store, logger: logger) }
     logger.critical("cannot read the device registry", metadata: ["error": "\(error)"])
     exit(ExitCode.ioError)
 }
@@ -174,6 +177,8 @@ var services: [any Service] = [ForwardingService(
 services.append(devices)
 services.append(control)
 services.append(WatchdogService(store: store))
+// Damage met by any statement (an outbox read, a view) stops vigild for a check at restart.
+services.append(DatabaseGuard(store: store, logger: logger))
 services.append(DrainSampler(meter: statusReporter.drainMeter, forwarder: forwarder))
 services.append(RuleTicker(rules: rules, store: store, forwarder: forwarder, logger: Logger(label: "vigild.rules")))
 // The downlink: care-team commands on <prefix>/cmd/+ (DownlinkService.swift, docs/downlink.md).

@@ -562,6 +562,159 @@ struct FaultTests {
             report.print()
         }
     }
+
+    /// Damage deeper in a file whose header is intact: the root page of the readings' identity
+    /// index (which every insert reads, and start-up does not) is overwritten while vigild is
+    /// stopped, so the store opens and the damage shows up at the first commit, as
+    /// `SQLITE_CORRUPT`. Must hold: vigild does not retry against the file — it records the
+    /// `.damaged` marker and exits 65; restarted (as systemd would), it runs
+    /// `PRAGMA integrity_check`, which fails, so the file is kept under a quarantine name with
+    /// every committed row still in it, a fresh database is started, the loss is reported
+    /// (log, status, a `data_loss` event with `found: during_operation`), and readings flow again.
+    @Test func damageFoundDuringOperationStopsVigildAndTheFileIsQuarantinedAtRestart() async throws {
+        try await SerialRig.with { rig in
+            let database = rig.vigild.databasePath
+            try rig.vigild.start()
+            for _ in 0..<20 { try await rig.writeLine() }
+            #expect(await rig.awaitDelivery(seconds: 20))
+            #expect(rig.vigild.terminate() == 0)
+            let before = Int(sqlLines(database, "SELECT count(*) FROM readings;").first ?? "") ?? -1
+            let root = Int(sqlLines(database, "SELECT rootpage FROM sqlite_schema WHERE name = 'readings_identity';").first ?? "") ?? 0
+            let pageSize = Int(sqlLines(database, "PRAGMA page_size;").first ?? "") ?? 0
+            try #require(root > 1 && pageSize >= 512, "found the index's root page (\(root)) and the page size (\(pageSize))")
+            let fd = open(database, O_WRONLY)
+            try #require(fd >= 0)
+            let garbage = [UInt8](repeating: 0xA5, count: pageSize)
+            let written = garbage.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t((root - 1) * pageSize)) }
+            close(fd)
+            #expect(written == pageSize)
+
+            // The header is intact: vigild opens the file and starts as usual.
+            try rig.vigild.start()
+            let replacedAtStart = ((try? rig.vigild.status())?["status"]?["store"]?["replaced"]).map { _ in true } ?? false
+            #expect(!replacedAtStart, "the damage is not visible at open")
+            // The next commit meets the damage: vigild stops, leaving the marker.
+            try await rig.writeLine()
+            let marker = database + ".damaged"
+            let stopped = await eventually(within: .seconds(20), interval: .milliseconds(100)) {
+                // vigilctl exits 69 when vigild does not answer.
+                access(marker, F_OK) == 0 && (try? rig.vigild.ctl(["status", "--json"]))?.status == 69
+            }
+            #expect(stopped, "vigild stops on SQLITE_CORRUPT instead of retrying: \(rig.vigild.log().suffix(2000))")
+            let status = rig.vigild.terminate()
+            #expect(status == 65, "exit status 65 (the database is damaged), was \(status)")
+            #expect(access(database, F_OK) == 0, "the file is still in place until the check at restart")
+            let markerText = (try? Fixtures.readFile(marker)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            #expect(markerText.contains("reports=1") && markerText.contains("SQLITE_CORRUPT"), "marker: \(markerText)")
+            #expect(rig.vigild.log().contains("the database is damaged"), "a critical line says so")
+
+            // Restarted (systemd: Restart=always), it checks the file, which fails: quarantined.
+            try rig.vigild.start()
+            let files = (try? VigildProcess.run(["/bin/ls", "-1", rig.vigild.directory + "/state"]).output) ?? ""
+            let kept = files.split(separator: "\n").first { $0.hasPrefix("vigil.sqlite.corrupt-") && !$0.contains("-wal")
+                && !$0.contains("-shm") && !$0.hasSuffix(".damaged") }.map { rig.vigild.directory + "/state/" + $0 }
+            print("damage during operation: readings before \(before); state directory: \(files.split(separator: "\n"))")
+            try #require(kept != nil, "the damaged file is kept under a quarantine name")
+            #expect(access(marker, F_OK) != 0, "the marker moved with the file")
+            #expect(files.contains(".damaged"), "the marker is kept beside the quarantined file")
+            // Nothing committed was deleted: the table itself is intact in the kept file.
+            let keptRows = Int(sqlLines(kept!, "SELECT count(*) FROM readings NOT INDEXED;").first ?? "") ?? -1
+            #expect(keptRows == before, "the kept file still holds every committed reading (\(keptRows) of \(before))")
+            let doc = try rig.vigild.status()
+            #expect(doc["status"]?["store"]?["replaced"] != nil, "status shows store.replaced")
+            let problems = (doc["problems"]?.arrayValue ?? []).compactMap(\.stringValue)
+            #expect(problems.contains { $0.contains("corrupt") }, "status says the database was replaced: \(problems)")
+            #expect(rig.vigild.log().contains("integrity_check"), "the log names the check that failed")
+
+            for _ in 0..<10 { try await rig.writeLine() }
+            #expect(await rig.awaitDelivery(seconds: 20), "readings flow into the fresh database")
+            let loss = await eventually(within: .seconds(10)) {
+                rig.subscriber.messages.contains {
+                    $0.topic.hasSuffix("/events") && $0.text.contains("database_replaced") && $0.text.contains("during_operation")
+                }
+            }
+            #expect(loss, "a data_loss event names the replaced database upstream")
+            var report = FaultReport(name: "corrupt-db-deep")
+            report.offered = rig.linesWritten * 3
+            _ = measure(&report, database: database, subscriber: rig.subscriber, vigild: rig.vigild)
+            // The line whose commit met the damage was read from the tty and not committed.
+            report.extra = ["committed_before_corruption=\(before)", "kept_in_quarantined_file=\(keptRows)", "exit_status=\(status)"]
+            report.print()
+        }
+    }
+
+    /// The same damage met by a read, not a commit: `vigilctl readings --device` walks the
+    /// damaged index on the store's read connection. Must hold: the store latches the damage
+    /// whichever connection met it, and vigild stops (exit 65, marker) with no commit at all.
+    @Test func damageMetByAViewStopsVigildToo() async throws {
+        try await SerialRig.with { rig in
+            let database = rig.vigild.databasePath
+            try rig.vigild.start()
+            for _ in 0..<20 { try await rig.writeLine() }
+            #expect(await rig.awaitDelivery(seconds: 20))
+            #expect(rig.vigild.terminate() == 0)
+            let root = Int(sqlLines(database, "SELECT rootpage FROM sqlite_schema WHERE name = 'readings_identity';").first ?? "") ?? 0
+            let pageSize = Int(sqlLines(database, "PRAGMA page_size;").first ?? "") ?? 0
+            try #require(root > 1 && pageSize >= 512)
+            let fd = open(database, O_WRONLY)
+            try #require(fd >= 0)
+            let garbage = [UInt8](repeating: 0xA5, count: pageSize)
+            _ = garbage.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, off_t((root - 1) * pageSize)) }
+            close(fd)
+            try rig.vigild.start()
+            let view = try rig.vigild.ctl(["readings", "--device", "rad8-fault", "--limit", "5"])
+            #expect(view.status != 0, "the view fails on the damaged index: \(view.status) \(view.output.prefix(500))")
+            let marker = database + ".damaged"
+            let stopped = await eventually(within: .seconds(20), interval: .milliseconds(100)) {
+                access(marker, F_OK) == 0 && (try? rig.vigild.ctl(["status", "--json"]))?.status == 69
+            }
+            #expect(stopped, "vigild stops on damage met by a read: \(rig.vigild.log().suffix(2000))")
+            #expect(rig.vigild.terminate() == 65)
+            try rig.vigild.start()
+            #expect(try rig.vigild.status()["status"]?["store"]?["replaced"] != nil, "quarantined at the restart")
+            try await rig.writeLine()
+            #expect(await rig.awaitDelivery(seconds: 20), "readings flow into the fresh database")
+        }
+    }
+
+    /// The loop breaker: a marker on a sound file (SQLite reported damage, the check finds
+    /// none) keeps the file and records the passed check; a second report on the same file
+    /// quarantines it without trusting another check.
+    @Test func aFileThatPassesTheCheckIsKeptOnceThenQuarantinedOnASecondReport() async throws {
+        try await SerialRig.with { rig in
+            let database = rig.vigild.databasePath
+            let marker = database + ".damaged"
+            try rig.vigild.start()
+            for _ in 0..<5 { try await rig.writeLine() }
+            #expect(await rig.awaitDelivery(seconds: 20))
+            #expect(rig.vigild.terminate() == 0)
+            func writeMarker(_ text: String) throws {
+                let fd = open(marker, O_WRONLY | O_CREAT | O_TRUNC, 0o640)
+                try #require(fd >= 0)
+                _ = Array(text.utf8).withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                close(fd)
+            }
+            func markerText() -> String { (try? Fixtures.readFile(marker)).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+            try writeMarker("reports=1\nchecked=0\nlast_error=store error [sqlite] during commit (SQLITE_CORRUPT)\n")
+            try rig.vigild.start()
+            #expect(try rig.vigild.status()["status"]?["store"]?["replaced"] == nil, "a sound file is kept")
+            #expect(markerText().contains("checked=1"), "the passed check is recorded: \(markerText())")
+            #expect(rig.vigild.terminate() == 0)
+            try writeMarker(markerText().replacingReports(2))
+            try rig.vigild.start()
+            #expect(try rig.vigild.status()["status"]?["store"]?["replaced"] != nil, "a second report quarantines it")
+            #expect(access(marker, F_OK) != 0)
+            try await rig.writeLine()
+            #expect(await rig.awaitDelivery(seconds: 20), "readings flow into the fresh database")
+        }
+    }
+}
+
+extension String {
+    /// A damage marker's text with its `reports=` line set to `n`.
+    fileprivate func replacingReports(_ n: Int) -> String {
+        split(separator: "\n").map { $0.hasPrefix("reports=") ? "reports=\(n)" : String($0) }.joined(separator: "\n") + "\n"
+    }
 }
 
 /// A blood pressure monitor (the fixture's GATT layout) indicating `count` measurements with
