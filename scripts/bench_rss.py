@@ -5,7 +5,8 @@ Peak resident memory of vigild with four devices, on 127.0.0.1 with a private mo
 private temporary directory:
 
   rad8-burst   a Masimo Rad-8 on a pty written by this script (bench_driver's Pty and Lines):
-               one line a second, then a burst phase (as fast as the pty accepts them);
+               one line a second, then a burst of --burst-lines lines (as fast as the pty
+               accepts them; a fixed count, so runs compare on a busy machine too);
   xpod         a Nonin Xpod: `vigilctl simulate --capture firmware-fixtures/nonin/normal.capture
                --loop` (its recorded pace);
   ble-oximeter a BLE pulse oximeter over the seqpacket seam (`vigilctl simulate --ble`), one PLX
@@ -288,8 +289,7 @@ def run_vigild(args, broker: bd.Broker, work: str) -> dict:
     write_bp_att(os.path.join(work, "bp.att"), n_ble // 5 + 1)
 
     # The burst device: Rad-8 lines one device-second apart, centred on now (IDs never collide).
-    burst_cap = args.burst_max_lines
-    lines = bd.Lines.around_now(int(args.seconds) + 10 + burst_cap)
+    lines = bd.Lines.around_now(int(args.seconds) + 10 + args.burst_lines)
     pty = bd.Pty(os.path.join(work, "dev", "rad8-burst"))
     quiet = subprocess.DEVNULL
     bd.spawn([vigilctl, "simulate", "--capture", os.path.join(root, "firmware-fixtures", "nonin", "normal.capture"),
@@ -351,10 +351,12 @@ def run_vigild(args, broker: bd.Broker, work: str) -> dict:
         tb = time.monotonic()
         j = i
         end = tb + args.burst_seconds
+        stop_at = i + args.burst_lines
         chunk = 64
-        while time.monotonic() < end and j + chunk <= len(lines.data):
-            pty.write_all(b"".join(lines.data[j:j + chunk]))
-            j += chunk
+        while time.monotonic() < end and j < stop_at:
+            k = min(j + chunk, stop_at)
+            pty.write_all(b"".join(lines.data[j:k]))
+            j = k
         burst_lines = j - i
         res["burst_write_s"] = time.monotonic() - tb
         log(f"burst: {burst_lines} lines in {res['burst_write_s']:.1f} s; waiting for the outbox to drain")
@@ -446,7 +448,7 @@ def report(args, v: dict, b: dict | None) -> dict:
     target_kib = TARGET_BYTES / 1024
     print()
     print(f"vigild peak RSS with four devices: {args.build} build ({args.vigild or os.path.join(args.bin, 'vigild')}), "
-          f"{args.seconds:g} s paced + {args.burst_seconds:g} s burst, {os.cpu_count()} CPUs, "
+          f"{args.seconds:g} s paced + a burst of {args.burst_lines:,} lines, {os.cpu_count()} CPUs, "
           f"{dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC" + (f", env {' '.join(args.env)}" if args.env else ""))
     print(f"Units: MiB (1,048,576 bytes). Target 16 MB = 16,000,000 bytes = {TARGET_BYTES / 1048576:.2f} MiB.")
     print()
@@ -508,7 +510,7 @@ def report(args, v: dict, b: dict | None) -> dict:
     print("ICU / Foundation mapped: " + (", ".join(suspicious) if suspicious else "none"))
     result = {
         "build": args.build, "vigild": args.vigild or os.path.join(args.bin, "vigild"), "env": args.env,
-        "seconds": args.seconds, "burst_seconds": args.burst_seconds,
+        "seconds": args.seconds, "burst_lines_requested": args.burst_lines,
         "peak_vmhwm_kib": hwm, "peak_vmhwm_bytes": hwm * 1024, "target_bytes": TARGET_BYTES, "target_met": verdict == "met",
         "peak_rss_anon_kib": s.max_of("RssAnon"), "peak_rss_file_kib": s.max_of("RssFile"),
         "peak_rss_shmem_kib": s.max_of("RssShmem"), "peak_threads": s.max_of("Threads"),
@@ -533,8 +535,9 @@ def main() -> int:
     ap.add_argument("--profiles", required=True, help="the device profiles directory (devices/)")
     ap.add_argument("--build", default="release", help="label for the table")
     ap.add_argument("--seconds", type=float, default=120, help="paced phase length (default 120)")
-    ap.add_argument("--burst-seconds", type=float, default=5, help="burst phase length (default 5)")
-    ap.add_argument("--burst-max-lines", type=int, default=150_000, help="at most this many burst lines")
+    ap.add_argument("--burst-lines", type=int, default=30_000,
+                    help="Rad-8 lines in the burst, written as fast as the pty accepts them (default 30000)")
+    ap.add_argument("--burst-seconds", type=float, default=60, help="stop the burst after this long (default 60)")
     ap.add_argument("--baseline-paced", type=int, default=5, help="paced lines for mosquitto_pub (default 5)")
     ap.add_argument("--interval", type=float, default=0.25, help="sampling interval (s)")
     ap.add_argument("--env", action="append", default=[], metavar="K=V", help="extra environment for vigild")
