@@ -15,6 +15,9 @@ import VitalSigns
 // arguments → config → logging → device profiles → care plans → store → rule state →
 // uplink → services (forwarder, device pipelines, control socket, watchdog) → run → drain.
 
+// Two malloc arenas instead of one per busy thread (MallocArenas.swift): less resident slack.
+limitMallocArenas(to: 2)
+
 let arguments: DaemonArguments
 do {
     arguments = try DaemonArguments.parse(Array(CommandLine.arguments.dropFirst()))
