@@ -709,11 +709,11 @@ extension StoreWriter {
         } else if space.lowSpace && !space.full && free >= 2 * lowBelow {
             setLowSpace(false)
         }
-        // Space came back: room for the reserve and for the WAL with the reserve in place, and
-        // not just the reserve and WAL the store itself released (checked against the file
-        // system's size too, so a large disk clears only with a real margin).
+        // Space came back: room for the reserve twice over (at least 256 KiB), and 2 % of the
+        // file system up to 64 MiB, so a large disk clears only with a real margin and not
+        // because of the reserve and WAL the store itself released.
         let total = DiskSpace.totalBytes(directory) ?? 0
-        let recovered = free >= max(2 * reserve + lowSpaceWALPages * pageSize, min(total / 50, 64 << 20))
+        let recovered = free >= max(2 * reserve, 256 << 10, min(total / 50, 64 << 20))
         if reserve > 0 && !space.reserveHeld && (space.full ? recovered : free >= 2 * reserve) {
             if let failure = DiskSpace.createReserve(space.reservePath, bytes: reserve) {
                 logger.warning("store: cannot make the disk reserve", metadata: [
