@@ -221,7 +221,6 @@ struct StatusReporter: Sendable {
                 ("write_failures", .int(sp.fullFailures)),
                 ("last_error", sp.lastFullError.map { .string($0) } ?? .null),
                 ("last_made_room_at", time(sp.lastMadeRoomAt)),
-                ("reserve_path", .string(sp.reservePath)),
                 ("reserve_bytes", .int(sp.reserveBytes)),
                 ("reserve_held", .bool(sp.reserveHeld)),
             ])))
