@@ -30,6 +30,13 @@ public struct StoreOptions: Sendable {
     public var clock: @Sendable () -> Timestamp
     /// Page cache per connection, in KiB (`PRAGMA cache_size = -N`). Default 512.
     public var cacheKiBPerConnection: Int = 512
+    /// Size of the reserve file kept beside the database (`reservePath`), released when a
+    /// write fails because the disk is full so the store has room to make room (docs/faults.md,
+    /// "Disk full"). 0 (the default here; vigild's is `outbox.disk_reserve_kib`) keeps none:
+    /// a full disk is then still handled, but a checkpoint that must grow the file can fail.
+    public var diskReserveBytes: Int = 0
+    /// `<path>.reserve`.
+    public var reservePath: String { path + ".reserve" }
 
     public init(path: String, capacityReadings: Int = 10_368_000, evictionHeadroom: Double = 0.01,
                 evictionChunk: Int = 10_000, groupCommitWindow: Duration = .zero,
@@ -78,6 +85,12 @@ public struct StoreStats: Sendable, Hashable {
     public var lastReadingByDevice: [DeviceID: Timestamp]
     /// Transactions the writer committed since this store was opened.
     public var transactionsCommitted: Int64
+    /// The part of `evictedTotal` evicted to make room on a full disk.
+    public var evictedForSpaceTotal: Int64 = 0
+    /// The part of `prunedDeliveredTotal` deleted to make room on a full disk.
+    public var prunedForSpaceTotal: Int64 = 0
+    /// Free space, the reserve and whether the disk is full (see `StoreSpaceStatus`).
+    public var space = StoreSpaceStatus()
 
     public func undelivered(_ lane: OutboxLane) -> Int64 {
         lane == .priority ? undeliveredPriority : undeliveredReadings
@@ -334,8 +347,10 @@ public final class ReadingStore: OutboxSource {
                 undeliveredPriority: c.priorityUndelivered, oldestUndeliveredReadingReceivedAt: oldestReading,
                 oldestUndeliveredPriorityCreatedAt: oldestPriority, evictedTotal: c.readingsEvictedTotal,
                 prunedDeliveredTotal: c.readingsPrunedTotal, priorityTotal: c.priorityTotal, databaseBytes: 0,
-                lastReadingByDevice: lastSeen, transactionsCommitted: 0)
+                lastReadingByDevice: lastSeen, transactionsCommitted: 0,
+                evictedForSpaceTotal: c.readingsEvictedForSpaceTotal, prunedForSpaceTotal: c.readingsPrunedForSpaceTotal)
         }
+        stats.space = writer.spaceStatus.withLock { $0 }
         stats.databaseBytes = Self.fileSize(path) + Self.fileSize(path + "-wal")
         stats.transactionsCommitted = transactions
         return stats
@@ -425,6 +440,9 @@ public final class ReadingStore: OutboxSource {
         reader.withLock { $0.close() }
         await writer.stop()
     }
+
+    /// Free space, the reserve and whether the disk is full, without touching the database.
+    public var space: StoreSpaceStatus { writer.spaceStatus.withLock { $0 } }
 
     // MARK: Helpers
 

@@ -57,7 +57,8 @@ final class SQLiteConnection {
 
     /// Builds an error from the connection's current state.
     ///
-    /// The corresponding C functions are `sqlite3_extended_errcode` and `sqlite3_errmsg`.
+    /// The corresponding C functions are `sqlite3_extended_errcode`, `sqlite3_errmsg` and
+    /// `sqlite3_system_errno`.
     func error(_ rc: Int32, operation: String, code: StoreError.Code = .sqlite,
                message: String = "the statement failed") -> StoreError {
         let text = handle.flatMap { sqlite3_errmsg($0) }.map { String(cString: $0) }
@@ -71,8 +72,13 @@ final class SQLiteConnection {
         }
         // The extended code carries more detail; keep it unless it disagrees with `rc`.
         let reported = SQLiteResultCode(rawValue: extended).primary == primary ? extended : rc
+        // The errno behind an I/O error or SQLITE_FULL (ENOSPC, EDQUOT, EIO), 0 when none.
+        // Only for the codes an OS call causes: for the others it may be left over.
+        let osCaused = primary == .ioError || primary == .full || primary == .cannotOpen
+        let systemErrno = osCaused ? (handle.map { sqlite3_system_errno($0) } ?? 0) : 0
         let error = StoreError(code: storeCode, message: storeMessage, operation: operation,
-                               sqliteCode: SQLiteResultCode(rawValue: reported), sqliteMessage: text)
+                               sqliteCode: SQLiteResultCode(rawValue: reported), sqliteMessage: text,
+                               systemErrno: systemErrno == 0 ? nil : systemErrno)
         if error.isDamage { damageLatch?.report(error) }
         return error
     }

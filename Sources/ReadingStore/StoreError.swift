@@ -43,19 +43,26 @@ public struct StoreError: Error, Hashable, Sendable, CustomStringConvertible {
     public var sqliteCode: SQLiteResultCode?
     /// SQLite's message (`sqlite3_errmsg`) at the time of failure.
     public var sqliteMessage: String?
+    /// The errno of the system call that failed, when SQLite reports one
+    /// (`sqlite3_system_errno`; for example `ENOSPC` behind an I/O error).
+    public var systemErrno: Int32?
 
     public init(code: Code, message: String, operation: String,
-                sqliteCode: SQLiteResultCode? = nil, sqliteMessage: String? = nil) {
+                sqliteCode: SQLiteResultCode? = nil, sqliteMessage: String? = nil, systemErrno: Int32? = nil) {
         self.code = code
         self.message = message
         self.operation = operation
         self.sqliteCode = sqliteCode
         self.sqliteMessage = sqliteMessage
+        self.systemErrno = systemErrno
     }
 
     public var description: String {
         var text = "store error [\(code)] during \(operation): \(message)"
-        if let sqliteCode { text += " (\(sqliteCode)" + (sqliteMessage.map { "; \($0)" } ?? "") + ")" }
+        if let sqliteCode {
+            text += " (\(sqliteCode)" + (sqliteMessage.map { "; \($0)" } ?? "")
+                + (systemErrno.map { "; errno \($0): \(DiskSpace.errnoText($0))" } ?? "") + ")"
+        }
         return text
     }
 }

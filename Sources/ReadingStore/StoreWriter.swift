@@ -29,11 +29,19 @@ struct Counters: Equatable, Sendable {
     var readingsPrunedTotal: Int64 = 0
     var priorityTotal: Int64 = 0
     var priorityUndelivered: Int64 = 0
+    /// The part of `readingsEvictedTotal` evicted to make room on a full disk.
+    var readingsEvictedForSpaceTotal: Int64 = 0
+    /// The part of `readingsPrunedTotal` deleted to make room on a full disk.
+    var readingsPrunedForSpaceTotal: Int64 = 0
 
+    /// The rows of the `counters` table. A name missing from the table (a counter added after
+    /// the database was created) reads as 0 and is inserted by the first commit that moves it.
     static var names: [(String, WritableKeyPath<Counters, Int64>)] {[
         ("readings_total", \.readingsTotal), ("readings_undelivered", \.readingsUndelivered),
         ("readings_evicted_total", \.readingsEvictedTotal), ("readings_pruned_total", \.readingsPrunedTotal),
         ("priority_total", \.priorityTotal), ("priority_undelivered", \.priorityUndelivered),
+        ("readings_evicted_for_space_total", \.readingsEvictedForSpaceTotal),
+        ("readings_pruned_for_space_total", \.readingsPrunedForSpaceTotal),
     ]}
 
     static func load(_ db: SQLiteConnection, operation: String) throws(StoreError) -> Counters {
@@ -59,6 +67,10 @@ struct Counters: Equatable, Sendable {
 ///
 /// Why a dedicated pthread rather than a Task: a commit blocks in fsync for milliseconds,
 /// and the Swift cooperative pool has only two threads here.
+///
+/// A full disk (see "Disk space" below and docs/faults.md) is handled here too: the writer
+/// keeps a reserve file beside the database, releases it at the first `SQLITE_FULL`, makes
+/// room in the capacity eviction order and retries the transaction once.
 final class StoreWriter: @unchecked Sendable {
     // Safety: this is the only @unchecked Sendable type in the store. Its invariant:
     //  - `queue`, `stopRequested`, `closeWaiters` and `exited` are read and written only with
@@ -66,7 +78,8 @@ final class StoreWriter: @unchecked Sendable {
     //  - `db`, `counters` and everything else `var` is touched only by the writer thread once
     //    `start()` has launched it (before that only by `init`, on the creating thread, which
     //    hands them over by starting the thread; pthread_create is a memory barrier);
-    //  - `transactionsCommitted` is atomic; the remaining `let`s are immutable and Sendable.
+    //  - `transactionsCommitted` and `spaceStatus` are atomic / behind their own mutex; the
+    //    remaining `let`s are immutable and Sendable.
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let condition: UnsafeMutablePointer<pthread_cond_t>
     private var queue: [(WriteRequest, CheckedContinuation<Result<Void, StoreError>, Never>)] = []
@@ -83,11 +96,28 @@ final class StoreWriter: @unchecked Sendable {
     /// Transactions committed since this store was opened (for tests and diagnostics).
     let transactionsCommitted = Atomic<Int64>(0)
 
+    // Disk space (writer thread only, published to `spaceStatus` after each change).
+    private var space = StoreSpaceStatus()
+    /// A copy of `space` for status queries from other threads.
+    let spaceStatus: Mutex<StoreSpaceStatus>
+    private let directory: String
+    private var pageSize: Int64 = 4096
+    /// The connection's own `wal_autocheckpoint` (pages) and `journal_size_limit` (bytes),
+    /// restored when space is no longer low.
+    private var walDefaults: (autocheckpoint: Int64, journalSizeLimit: Int64) = (1000, -1)
+    /// CLOCK_MONOTONIC nanoseconds of the last free-space check and the last room-making.
+    private var lastSpaceCheck: Int64 = .min
+    private var lastMadeRoom: Int64 = .min
+
     init(db: SQLiteConnection, counters: Counters, options: StoreOptions, logger: Logger) {
         self.db = db
         self.counters = counters
         self.options = options
         self.logger = logger
+        directory = DiskSpace.directory(of: options.path)
+        space.reservePath = options.reservePath
+        space.reserveBytes = Int64(max(0, options.diskReserveBytes))
+        spaceStatus = Mutex(space)
         mutex = .allocate(capacity: 1)
         mutex.initialize(to: pthread_mutex_t())
         pthread_mutex_init(mutex, nil)
@@ -200,9 +230,11 @@ final class StoreWriter: @unchecked Sendable {
     // MARK: The writer thread
 
     private func run() {
+        prepareSpace()
         while let (batch, tasks) = nextBatch() {
             if !batch.isEmpty { process(batch) }
             for task in tasks { task(db) }
+            checkSpaceIfDue()
         }
         shutdown()
     }
@@ -212,6 +244,17 @@ final class StoreWriter: @unchecked Sendable {
                                  [@Sendable (SQLiteConnection) -> Void])? {
         lock()
         defer { unlock() }
+        // While space is short (or the reserve is missing) the thread wakes every few seconds
+        // even when idle, so status clears and the reserve comes back without a commit.
+        let watch = space.full || space.lowSpace || (space.reserveBytes > 0 && !space.reserveHeld)
+        if watch && queue.isEmpty && tasks.isEmpty && !stopRequested {
+            var deadline = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &deadline)
+            deadline.tv_sec += 2
+            while queue.isEmpty && tasks.isEmpty && !stopRequested {
+                if pthread_cond_timedwait(condition, mutex, &deadline) == ETIMEDOUT { return ([], []) }
+            }
+        }
         while queue.isEmpty && tasks.isEmpty && !stopRequested { pthread_cond_wait(condition, mutex) }
         if queue.isEmpty && tasks.isEmpty { return nil }
         if queue.isEmpty {
@@ -246,7 +289,14 @@ final class StoreWriter: @unchecked Sendable {
     }
 
     private func process(_ batch: [(WriteRequest, CheckedContinuation<Result<Void, StoreError>, Never>)]) {
-        let result = transact(batch.map(\.0))
+        let requests = batch.map(\.0)
+        var result = transact(requests)
+        // Out of space: make room (at most once a second) and try the same transaction once
+        // more. A caller whose commit still fails retries with its own back-off.
+        if case .failure(let error) = result, error.isDiskFull,
+           makeRoom(inserting: Int64(requests.reduce(0) { $0 + $1.readings.count })) {
+            result = transact(requests)
+        }
         if case .failure = result, batch.count > 1 {
             for (request, continuation) in batch { continuation.resume(returning: transact([request])) }
         } else {
@@ -302,6 +352,7 @@ final class StoreWriter: @unchecked Sendable {
             c.readingsUndelivered += inserted
             try updateLastSeen(lastSeen)
             try evictIfNeeded(&c, inserted: inserted)
+            if space.full { try keepRoomInFile(&c, inserted: inserted) }
             try writeCounters(from: counters, to: c)
             try db.execute("COMMIT", operation: "commit")
             counters = c
@@ -311,6 +362,7 @@ final class StoreWriter: @unchecked Sendable {
             // After a failed COMMIT SQLite may already have rolled back; a second ROLLBACK
             // then fails harmlessly.
             try? db.execute("ROLLBACK", operation: "commit: rollback")
+            if error.isDiskFull { noteFull(error) }
             logger.error("store transaction failed", metadata: [
                 "store.error": "\(error.code)", "sqlite.code": "\(error.sqliteCode?.rawValue ?? 0)",
                 "store.requests": "\(requests.count)",
@@ -485,8 +537,32 @@ final class StoreWriter: @unchecked Sendable {
         guard excess > 0 else { return }
         let headroom = Int64(Double(capacity) * max(0, min(options.evictionHeadroom, 1)))
         let bound = max(Int64(max(options.evictionChunk, 1)), 2 * inserted)
-        var target = min(excess + headroom, bound, c.readingsTotal)
+        let target = min(excess + headroom, bound, c.readingsTotal)
+        let evicted = try evict(target, &c, reason: .capacity)
+        if evicted > 0 {
+            logger.warning("store evicted undelivered readings for capacity", metadata: [
+                "store.evicted": "\(evicted)", "store.capacity": "\(capacity)",
+                "store.evicted_total": "\(c.readingsEvictedTotal)",
+            ])
+        }
+    }
 
+    enum EvictionReason {
+        /// More than `capacityReadings` readings.
+        case capacity
+        /// No space left on the disk (`SQLITE_FULL`).
+        case diskFull
+
+        /// The `reason` of the `data_loss` event (docs/payloads.md).
+        var eventReason: String { self == .capacity ? "outbox capacity" : "disk full" }
+    }
+
+    /// Deletes up to `target` readings in the capacity order — the oldest delivered rows, then
+    /// the oldest undelivered rows — in the current transaction, keeping the counters and
+    /// committing one `data_loss` event for the undelivered ones. The priority lane
+    /// (escalations, events) is never touched. Returns how many undelivered rows went.
+    private func evict(_ target: Int64, _ c: inout Counters, reason: EvictionReason) throws(StoreError) -> Int64 {
+        var target = target
         let deliveredRows = c.readingsTotal - c.readingsUndelivered
         let pruneCount = min(target, deliveredRows)
         if pruneCount > 0 {
@@ -500,10 +576,11 @@ final class StoreWriter: @unchecked Sendable {
             let pruned = db.changes
             c.readingsTotal -= pruned
             c.readingsPrunedTotal += pruned
+            if reason == .diskFull { c.readingsPrunedForSpaceTotal += pruned }
             target -= pruned
-            logger.debug("store pruned delivered readings", metadata: ["store.pruned": "\(pruned)"])
+            logger.debug("store pruned delivered readings", metadata: ["store.pruned": "\(pruned)", "reason": "\(reason.eventReason)"])
         }
-        guard target > 0, c.readingsUndelivered > 0 else { return }
+        guard target > 0, c.readingsUndelivered > 0 else { return 0 }
 
         let range = try db.withStatement("""
             SELECT count(*), min(received_at), max(received_at) FROM
@@ -521,22 +598,20 @@ final class StoreWriter: @unchecked Sendable {
             try s.run()
         }
         let evicted = db.changes
-        guard evicted > 0 else { return }
+        guard evicted > 0 else { return 0 }
         c.readingsTotal -= evicted
         c.readingsUndelivered -= evicted
         c.readingsEvictedTotal += evicted
+        if reason == .diskFull { c.readingsEvictedForSpaceTotal += evicted }
         let event = GatewayEvent(kind: GatewayEvent.dataLoss, at: options.clock(), count: evicted, detail: [
             "first_received_at": Timestamp(millisecondsSinceEpoch: range.first).iso8601,
             "last_received_at": Timestamp(millisecondsSinceEpoch: range.last).iso8601,
-            "reason": "outbox capacity",
+            "reason": reason.eventReason,
         ])
         try insert(event)
         c.priorityTotal += 1
         c.priorityUndelivered += 1
-        logger.warning("store evicted undelivered readings for capacity", metadata: [
-            "store.evicted": "\(evicted)", "store.capacity": "\(capacity)",
-            "store.evicted_total": "\(c.readingsEvictedTotal)",
-        ])
+        return evicted
     }
 
     private func writeCounters(from old: Counters, to new: Counters) throws(StoreError) {
@@ -549,6 +624,259 @@ final class StoreWriter: @unchecked Sendable {
                 try s.bind(2, new[keyPath: path])
                 try s.run()
             }
+        }
+    }
+}
+
+// MARK: Disk space
+
+// Why this design (docs/faults.md, "Disk full"): with WAL, a transaction first appends its
+// pages to the `-wal` file, and only a checkpoint copies them into the database file, growing
+// it. So on a full disk
+//  - deleting rows needs WAL space too, and the pages it frees stay inside the database file
+//    (the freelist): they make room for later inserts, not on the disk;
+//  - a checkpoint of a WAL holding new pages must grow the database file first, so it fails
+//    on a full disk and the WAL can then never be reset: nothing can be written again until
+//    space comes from outside. That is what stalled commits in the old fault runs.
+// Hence: (1) a reserve file, released at the first SQLITE_FULL, gives the checkpoint the room
+// to grow the file; (2) while free space is low the WAL is checkpointed every few pages, so
+// what a checkpoint must grow by stays below the reserve; (3) after the checkpoint the WAL is
+// truncated (its space goes back to the disk), readings are evicted in the capacity order
+// until the file holds free pages for the next commits, and the transaction is retried once;
+// (4) while the disk stays full every commit keeps those free pages topped up, so the file
+// stops growing and the store runs in the space it has. Room is made at most once a second
+// and each eviction is bounded (`evictionChunk`); callers back off between their retries.
+extension StoreWriter {
+    /// Bytes of free pages the database file should hold while the disk is full: what the
+    /// next commits and a checkpoint need. The reserve's size, at least 64 KiB.
+    private var spaceTarget: Int64 { max(space.reserveBytes, 65_536) }
+
+    /// Pages the WAL may hold before a checkpoint while space is low: half the reserve (at
+    /// least 8 pages), so a checkpoint never has to grow the file by more than the reserve.
+    private var lowSpaceWALPages: Int64 {
+        space.reserveBytes > 0 ? max(8, space.reserveBytes / 2 / pageSize) : 64
+    }
+
+    private static func monotonicNanoseconds() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec) * 1_000_000_000 + Int64(now.tv_nsec)
+    }
+
+    private func publishSpace() {
+        let copy = space
+        spaceStatus.withLock { $0 = copy }
+    }
+
+    /// At start, on the writer thread: the page size and WAL settings, the reserve, a first check.
+    func prepareSpace() {
+        let operation = "prepare disk space \(db.path)"
+        pageSize = (try? db.pragma("page_size", operation: operation)).flatMap { $0.flatMap { Int64($0) } } ?? 4096
+        let autocheckpoint = (try? db.pragma("wal_autocheckpoint", operation: operation)).flatMap { $0.flatMap { Int64($0) } }
+        let sizeLimit = (try? db.pragma("journal_size_limit", operation: operation)).flatMap { $0.flatMap { Int64($0) } }
+        walDefaults = (autocheckpoint ?? 1000, sizeLimit ?? -1)
+        if space.reserveBytes > 0 {
+            if DiskSpace.fileSize(space.reservePath) == space.reserveBytes {
+                space.reserveHeld = true
+            } else {
+                // Missing, or another size (the setting changed): made again below if there is room.
+                _ = DiskSpace.releaseReserve(space.reservePath)
+            }
+        }
+        checkSpace()
+        if space.reserveBytes > 0 && !space.reserveHeld {
+            logger.warning("store: no room for the disk reserve; it is made once space allows", metadata: [
+                "store.reserve": "\(space.reservePath)", "store.reserve_bytes": "\(space.reserveBytes)",
+                "disk.free_bytes": "\(space.freeBytes ?? -1)",
+            ])
+        }
+    }
+
+    func checkSpaceIfDue() {
+        let now = Self.monotonicNanoseconds()
+        guard lastSpaceCheck == .min || now - lastSpaceCheck >= 1_000_000_000 else { return }
+        checkSpace()
+    }
+
+    /// Reads the free space (statvfs) and moves between the states: low space on and off,
+    /// the reserve made again, the full state cleared.
+    private func checkSpace() {
+        lastSpaceCheck = Self.monotonicNanoseconds()
+        defer { publishSpace() }
+        guard let free = DiskSpace.freeBytes(directory) else {
+            space.freeBytes = nil
+            return
+        }
+        space.freeBytes = free
+        let reserve = space.reserveBytes
+        // A normal WAL grows to wal_autocheckpoint pages (4 MiB by default) between checkpoints.
+        let normalWAL = (walDefaults.autocheckpoint > 0 ? walDefaults.autocheckpoint : 1000) * pageSize
+        let lowBelow = normalWAL + 2 * reserve + (1 << 20)
+        if !space.lowSpace && free < lowBelow {
+            setLowSpace(true)
+        } else if space.lowSpace && !space.full && free >= 2 * lowBelow {
+            setLowSpace(false)
+        }
+        // Space came back: room for the reserve twice over (at least 256 KiB), and 2 % of the
+        // file system up to 64 MiB, so a large disk clears only with a real margin and not
+        // because of the reserve and WAL the store itself released.
+        let total = DiskSpace.totalBytes(directory) ?? 0
+        let recovered = free >= max(2 * reserve, 256 << 10, min(total / 50, 64 << 20))
+        if reserve > 0 && !space.reserveHeld && (space.full ? recovered : free >= 2 * reserve) {
+            if let failure = DiskSpace.createReserve(space.reservePath, bytes: reserve) {
+                logger.warning("store: cannot make the disk reserve", metadata: [
+                    "store.reserve": "\(space.reservePath)", "errno": "\(failure)",
+                    "error": "\(DiskSpace.errnoText(failure))",
+                ])
+            } else {
+                space.reserveHeld = true
+                space.freeBytes = free - reserve
+                logger.info("store: disk reserve in place", metadata: [
+                    "store.reserve": "\(space.reservePath)", "store.reserve_bytes": "\(reserve)",
+                ])
+            }
+        }
+        if space.full && recovered && (reserve == 0 || space.reserveHeld) {
+            space.full = false
+            space.fullSince = nil
+            logger.notice("store: disk space recovered; no longer evicting for space", metadata: [
+                "disk.free_bytes": "\(space.freeBytes ?? free)",
+                "store.evicted_for_space_total": "\(counters.readingsEvictedForSpaceTotal)",
+            ])
+        }
+    }
+
+    /// Low space: checkpoint every few pages and keep the WAL file small, or back to the
+    /// connection's defaults.
+    private func setLowSpace(_ on: Bool) {
+        guard space.lowSpace != on else { return }
+        let pages = on ? lowSpaceWALPages : walDefaults.autocheckpoint
+        let limit = on ? 2 * lowSpaceWALPages * pageSize : walDefaults.journalSizeLimit
+        do throws(StoreError) {
+            _ = try db.pragma("wal_autocheckpoint = \(pages)", operation: "low disk space: WAL checkpoints")
+            _ = try db.pragma("journal_size_limit = \(limit)", operation: "low disk space: WAL size")
+            space.lowSpace = on
+            logger.notice(on ? "store: disk space low; checkpointing the WAL often" : "store: disk space no longer low",
+                          metadata: ["disk.free_bytes": "\(space.freeBytes ?? -1)", "wal.autocheckpoint_pages": "\(pages)"])
+        } catch {
+            logger.warning("store: cannot change the WAL checkpoint interval", metadata: ["store.error": "\(error)"])
+        }
+        publishSpace()
+    }
+
+    /// Records a write that failed for lack of space; the first one starts the full state.
+    func noteFull(_ error: StoreError) {
+        space.fullFailures += 1
+        space.lastFullError = "\(error.sqliteCode.map { "\($0)" } ?? "\(error.code)") during \(error.operation)"
+        if !space.full {
+            space.full = true
+            space.fullSince = options.clock()
+            logger.error("store: the disk holding the database is full; making room in the eviction order", metadata: [
+                "store.path": "\(db.path)", "store.error": "\(space.lastFullError ?? "")",
+                "disk.free_bytes": "\(DiskSpace.freeBytes(directory) ?? -1)",
+            ])
+        }
+        setLowSpace(true)
+        publishSpace()
+    }
+
+    /// After a write failed for lack of space: release the reserve, checkpoint and truncate the
+    /// WAL, evict (bounded, capacity order) until the file has free pages, truncate again.
+    /// At most once a second. True when something was freed and the write is worth retrying.
+    func makeRoom(inserting inserted: Int64) -> Bool {
+        let now = Self.monotonicNanoseconds()
+        guard lastMadeRoom == .min || now - lastMadeRoom >= 1_000_000_000 else { return false }
+        lastMadeRoom = now
+        space.lastMadeRoomAt = options.clock()
+        defer { publishSpace() }
+        var freed = false
+        if space.reserveHeld {
+            space.reserveHeld = false
+            freed = DiskSpace.releaseReserve(space.reservePath)
+            logger.warning("store: released the disk reserve", metadata: [
+                "store.reserve": "\(space.reservePath)", "store.reserve_bytes": "\(space.reserveBytes)",
+            ])
+        }
+        if checkpointTruncate() { freed = true }
+        let evicted = evictForSpace(inserting: inserted)
+        if evicted.pruned + evicted.evicted > 0 {
+            freed = true
+            _ = checkpointTruncate()
+        }
+        logger.warning("store: made room on a full disk", metadata: [
+            "store.pruned": "\(evicted.pruned)", "store.evicted": "\(evicted.evicted)",
+            "store.evicted_for_space_total": "\(counters.readingsEvictedForSpaceTotal)",
+            "disk.free_bytes": "\(DiskSpace.freeBytes(directory) ?? -1)",
+        ])
+        return freed
+    }
+
+    /// `PRAGMA wal_checkpoint(TRUNCATE)`: copies the WAL into the database file and truncates
+    /// it to zero bytes. True when it completed (no reader held it back).
+    private func checkpointTruncate() -> Bool {
+        do throws(StoreError) {
+            let busy = try db.withStatement("PRAGMA wal_checkpoint(TRUNCATE)", operation: "full disk: checkpoint") {
+                (s) throws(StoreError) -> Int64 in
+                guard try s.step() else { return 1 }
+                return s.int64(0)
+            }
+            return busy == 0
+        } catch {
+            logger.warning("store: checkpoint on a full disk failed", metadata: [
+                "store.error": "\(error)",
+            ])
+            return false
+        }
+    }
+
+    /// How many readings to evict so the file holds `spaceTarget` bytes of free pages, from
+    /// the average size of a stored reading; 0 when it already does. Bounded by
+    /// `evictionChunk` (and at least twice what the commit inserts, 16 at least).
+    private func spaceEvictionCount(_ c: Counters, inserted: Int64, threshold: Int64) throws(StoreError) -> Int64 {
+        guard c.readingsTotal > 0 else { return 0 }
+        let operation = "full disk: free pages"
+        let freePages = Int64(try db.pragma("freelist_count", operation: operation) ?? "") ?? 0
+        let pages = Int64(try db.pragma("page_count", operation: operation) ?? "") ?? 0
+        let freeInFile = freePages * pageSize
+        guard freeInFile < threshold else { return 0 }
+        let perReading = max(32, max(1, pages - freePages) * pageSize / c.readingsTotal)
+        let wanted = (spaceTarget - freeInFile + perReading - 1) / perReading
+        return min(max(wanted, 2 * inserted, 16), Int64(max(options.evictionChunk, 1)), c.readingsTotal)
+    }
+
+    /// In a commit while the disk is full: when the file's free pages fall below half the
+    /// target, evict (capacity order) back up to it in the same transaction.
+    func keepRoomInFile(_ c: inout Counters, inserted: Int64) throws(StoreError) {
+        let count = try spaceEvictionCount(c, inserted: inserted, threshold: spaceTarget / 2)
+        guard count > 0 else { return }
+        let evicted = try evict(count, &c, reason: .diskFull)
+        logger.warning("store: evicted readings to keep room on a full disk", metadata: [
+            "store.target": "\(count)", "store.evicted": "\(evicted)",
+            "store.evicted_for_space_total": "\(c.readingsEvictedForSpaceTotal)",
+        ])
+    }
+
+    /// Eviction for space in a transaction of its own (after a failed write).
+    private func evictForSpace(inserting inserted: Int64) -> (pruned: Int64, evicted: Int64) {
+        var c = counters
+        do throws(StoreError) {
+            try db.execute("BEGIN IMMEDIATE", operation: "full disk: evict")
+            let count = try spaceEvictionCount(c, inserted: inserted, threshold: spaceTarget)
+            guard count > 0 else {
+                try db.execute("ROLLBACK", operation: "full disk: evict")
+                return (0, 0)
+            }
+            let prunedBefore = c.readingsPrunedTotal
+            let evicted = try evict(count, &c, reason: .diskFull)
+            try writeCounters(from: counters, to: c)
+            try db.execute("COMMIT", operation: "full disk: evict")
+            counters = c
+            transactionsCommitted.add(1, ordering: .relaxed)
+            return (c.readingsPrunedTotal - prunedBefore, evicted)
+        } catch {
+            try? db.execute("ROLLBACK", operation: "full disk: evict: rollback")
+            logger.error("store: eviction on a full disk failed", metadata: ["store.error": "\(error)"])
+            return (0, 0)
         }
     }
 }

@@ -283,9 +283,23 @@ struct StatusReport {
         if let replaced = store?["replaced"]?["problem"]?.stringValue {
             problem(replaced, do: "keep the quarantined file for analysis; tell the care team that undelivered readings may be lost")
         }
+        // A full disk (docs/faults.md "Disk full"): vigild evicts to make room while it lasts.
+        let space = store?["disk_full"]
+        let forSpace = space?["evicted_for_space_total"]?.int64Value ?? 0
+        if space?["full"]?.boolValue == true {
+            let pruned = space?["pruned_for_space_total"]?.int64Value ?? 0
+            lines.append("           └ DISK FULL since \(space?["since"]?.stringValue ?? "?"): making room in the eviction order; evicted for space \(forSpace) undelivered, \(pruned) delivered; reserve \(space?["reserve_held"]?.boolValue == true ? "held" : "released")")
+            problem("the disk holding the database is full: vigild is evicting the oldest readings to make room (\(forSpace) undelivered evicted for space so far, reported upstream)",
+                    do: "free space on the data partition, or lower outbox.capacity_readings so the store fits it; vigilctl diagnose checks the disk")
+        }
         if evicted > 0 {
-            problem("\(evicted) undelivered readings were evicted because the outbox was full (reported upstream)",
-                    do: "restore the uplink so the backlog drains; tell the care team that readings were lost")
+            if forSpace > 0 {
+                problem("\(evicted) undelivered readings were evicted (\(evicted - forSpace) because the outbox was full, \(forSpace) to make room on a full disk; reported upstream)",
+                        do: "restore the uplink so the backlog drains and keep the disk from filling; tell the care team that readings were lost")
+            } else {
+                problem("\(evicted) undelivered readings were evicted because the outbox was full (reported upstream)",
+                        do: "restore the uplink so the backlog drains; tell the care team that readings were lost")
+            }
         }
 
         if let disk = status["disk"], disk != .null {

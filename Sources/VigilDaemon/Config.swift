@@ -277,10 +277,15 @@ struct VigilConfig: Decodable, Sendable {
         static let defaultCapacity = 30 * 86_400 * 4
         var capacityReadings = Outbox.defaultCapacity
         var maxInFlight = 256
+        /// The reserve file kept beside the database and released when the disk is full
+        /// (docs/configuration.md "Capacity", docs/faults.md "Disk full"), in KiB; 0: none.
+        static let defaultDiskReserveKiB = 512
+        var diskReserveKiB = Outbox.defaultDiskReserveKiB
 
         enum CodingKeys: String, CodingKey {
             case capacityReadings = "capacity_readings"
             case maxInFlight = "max_in_flight"
+            case diskReserveKiB = "disk_reserve_kib"
         }
         init() {}
         init(from decoder: any Decoder) throws {
@@ -292,6 +297,12 @@ struct VigilConfig: Decodable, Sendable {
             maxInFlight = try c.decodeIfPresent(Int.self, forKey: .maxInFlight) ?? 256
             guard (1...65_535).contains(maxInFlight) else {
                 throw DecodingError.dataCorruptedError(forKey: .maxInFlight, in: c, debugDescription: "must be between 1 and 65535")
+            }
+            diskReserveKiB = try c.decodeIfPresent(Int.self, forKey: .diskReserveKiB) ?? Outbox.defaultDiskReserveKiB
+            // Below 128 KiB a commit with its eviction may not fit in what the reserve frees
+            // (measured: 64 KiB stalled commits on a 1 MiB file system; docs/configuration.md).
+            guard diskReserveKiB == 0 || (128...65_536).contains(diskReserveKiB) else {
+                throw DecodingError.dataCorruptedError(forKey: .diskReserveKiB, in: c, debugDescription: "must be 0 (no reserve) or between 128 and 65536 (KiB)")
             }
         }
     }

@@ -209,6 +209,21 @@ struct StatusReporter: Sendable {
                 ("pruned_delivered_total", .int(s.prunedDeliveredTotal)),
                 ("transactions", .int(s.transactionsCommitted)),
             ]
+            // A full disk (docs/faults.md "Disk full"): whether the store is evicting to make
+            // room now, what it evicted for space in all, and its reserve file.
+            let sp = s.space
+            storeFields.append(("disk_full", .object([
+                ("full", .bool(sp.full)),
+                ("since", time(sp.fullSince)),
+                ("low_space", .bool(sp.lowSpace)),
+                ("evicted_for_space_total", .int(s.evictedForSpaceTotal)),
+                ("pruned_for_space_total", .int(s.prunedForSpaceTotal)),
+                ("write_failures", .int(sp.fullFailures)),
+                ("last_error", sp.lastFullError.map { .string($0) } ?? .null),
+                ("last_made_room_at", time(sp.lastMadeRoomAt)),
+                ("reserve_bytes", .int(sp.reserveBytes)),
+                ("reserve_held", .bool(sp.reserveHeld)),
+            ])))
             // Only after a damaged database was replaced at start-up (DatabaseQuarantine.swift).
             if let q = databaseQuarantine {
                 storeFields.append(("replaced", .object([

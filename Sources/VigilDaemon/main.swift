@@ -67,7 +67,11 @@ let store: ReadingStore
 let databaseQuarantine: DatabaseQuarantine?
 do {
     (store, databaseQuarantine) = try DatabaseQuarantine.openStore(
-        options: StoreOptions(path: setup.config.paths.database, capacityReadings: setup.config.outbox.capacityReadings),
+        options: {
+            var options = StoreOptions(path: setup.config.paths.database, capacityReadings: setup.config.outbox.capacityReadings)
+            options.diskReserveBytes = setup.config.outbox.diskReserveKiB * 1024
+            return options
+        }(),
         logger: logger)
     if let databaseQuarantine { try await store.commit(events: [databaseQuarantine.event]) }
 } catch {
