@@ -75,8 +75,16 @@ public final class EventLog<Event: Sendable>: Sendable {
 /// How many of this process's descriptors refer to `path` (via /proc/self/fd): lets a test
 /// see that a component really closed its descriptor.
 public func openDescriptorCount(for path: String) -> Int {
-    var count = 0
-    guard let dir = opendir("/proc/self/fd") else { return -1 }
+    openDescriptors(for: path)?.count ?? -1
+}
+
+/// This process's descriptors that refer to `path`, or nil when /proc/self/fd cannot be read.
+/// Once a pty pair is gone the kernel hands its number to the next pty opened, possibly by a
+/// test running in parallel: to see that *these* descriptors were closed after that, take them
+/// before and check they no longer refer to the path.
+public func openDescriptors(for path: String) -> Set<Int32>? {
+    var found: Set<Int32> = []
+    guard let dir = opendir("/proc/self/fd") else { return nil }
     defer { closedir(dir) }
     var buffer = [CChar](repeating: 0, count: 4096)
     while let entry = readdir(dir) {
@@ -87,9 +95,9 @@ public func openDescriptorCount(for path: String) -> Int {
         let n = readlink("/proc/self/fd/" + name, &buffer, buffer.count - 1)
         guard n > 0 else { continue }
         let target = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-        if target == path { count += 1 }
+        if target == path, let fd = Int32(name) { found.insert(fd) }
     }
-    return count
+    return found
 }
 
 /// Polls `condition` every `interval` until it holds or `timeout` passes (for states that
