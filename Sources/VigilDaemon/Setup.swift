@@ -56,7 +56,9 @@ struct DaemonArguments {
           --help                   print this help
 
         Exit status: 0 after a clean shutdown (SIGTERM/SIGINT drain), 64 bad arguments,
-        70 internal error, 73 the database cannot be opened, 74 I/O error, 78 bad configuration.
+        65 the database was found damaged while running (the next start checks it and
+        quarantines it if damaged), 70 internal error, 73 the database cannot be opened,
+        74 I/O error, 78 bad configuration.
 
         """
 
