@@ -371,16 +371,16 @@ final class StoreWriter: @unchecked Sendable {
         }
     }
 
+    /// Finds an earlier copy of a reading whose device clock was not believed (``insert(_:)``).
+    static let resentRecordQuery =
+        "SELECT 1 FROM readings WHERE device = ? AND reading_id = ? AND (flags & 2048) != 0 LIMIT 1"
+
     /// Returns false when a reading with the same ID is already stored: re-committing a
     /// reading is a no-op, which makes replays and back-fill idempotent. The conflict target
     /// is the unique key (device, measured_at, reading_id), which holds the same readings as
     /// reading_id alone because the ID is derived from device and measured time (see the
     /// schema). Only that conflict is ignored (ON CONFLICT … DO NOTHING, unlike INSERT OR
     /// IGNORE, does not also swallow NOT NULL or CHECK failures).
-    /// Finds an earlier copy of a reading whose device clock was not believed (``insert(_:)``).
-    static let resentRecordQuery =
-        "SELECT 1 FROM readings WHERE device = ? AND reading_id = ? AND (flags & 2048) != 0 LIMIT 1"
-
     private func insert(_ r: Reading) throws(StoreError) -> Bool {
         // A stored record whose clock the gateway did not believe is stamped with its receive
         // time, so the unique key above cannot see it arrive again (a repeated meter download,
