@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 public import VitalSigns
 
@@ -123,6 +124,19 @@ public final class VigildProcess: @unchecked Sendable {
     /// Runs `vigilctl` against this daemon's socket. Returns its exit status and stdout.
     public func ctl(_ arguments: [String]) throws(MosquittoBrokerError) -> (status: Int32, output: String) {
         try Self.run([Self.binDirectory + "/vigilctl"] + arguments + ["--socket", controlSocket])
+    }
+
+    /// `ctl`, waited for on a Dispatch thread instead of blocking a thread of the cooperative
+    /// pool (two threads here). Use it when the command needs something this test process
+    /// serves on the pool — a scripted BLE peer, a scripted meter — or the two can deadlock
+    /// until a timeout when another test blocks the other pool thread.
+    public func ctlOffPool(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        let argv = [Self.binDirectory + "/vigilctl"] + arguments + ["--socket", controlSocket]
+        return try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { () throws(MosquittoBrokerError) in try Self.run(argv) })
+            }
+        }
     }
 
     /// `vigilctl status --json`, parsed.

@@ -43,7 +43,8 @@ import VitalSigns
             return bytes
         }
 
-        func ctl(_ args: [String]) throws -> (status: Int32, output: String) { try vigild.ctl(args) }
+        /// Off the cooperative pool: a pair over the seam needs the peer this process serves there.
+        func ctl(_ args: [String]) async throws -> (status: Int32, output: String) { try await vigild.ctlOffPool(args) }
 
         func sql(_ query: String) throws -> String {
             let (_, out) = try VigildProcess.run(["/usr/bin/sqlite3", vigild.databasePath, query])
@@ -95,7 +96,7 @@ import VitalSigns
             defer { device.close() }
 
             // Pair and assign: readings flow without a restart.
-            let paired = try rig.ctl(["pair", "rad8-a", "--profile", "masimo-rad8", "--port", path, "--patient", "patient-a", "--json"])
+            let paired = try await rig.ctl(["pair", "rad8-a", "--profile", "masimo-rad8", "--port", path, "--patient", "patient-a", "--json"])
             #expect(paired.status == 0, "\(paired.output)")
             let reply = try JSONValue.parse(paired.output)
             #expect(reply["changed"]?.boolValue == true)
@@ -109,12 +110,12 @@ import VitalSigns
             #expect(added["detail"]?["patient"] == nil, "device_added carries no patient")
 
             // The same pairing again changes nothing and announces nothing.
-            let again = try rig.ctl(["pair", "rad8-a", "--profile", "masimo-rad8", "--port", path, "--patient", "patient-a", "--json"])
+            let again = try await rig.ctl(["pair", "rad8-a", "--profile", "masimo-rad8", "--port", path, "--patient", "patient-a", "--json"])
             #expect(again.status == 0)
             #expect((try? JSONValue.parse(again.output))?["changed"]?.boolValue == false)
 
             // Reassign: new readings carry the new patient, stored ones keep theirs.
-            let assigned = try rig.ctl(["assign", "rad8-a", "patient-b"])
+            let assigned = try await rig.ctl(["assign", "rad8-a", "patient-b"])
             #expect(assigned.status == 0, "\(assigned.output)")
             #expect(await poll(within: .seconds(10)) {
                 (try? rig.vigild.status())?["status"]?["devices"]?.arrayValue?.contains { $0["id"]?.stringValue == "rad8-a" && $0["state"]?.stringValue == "open" } == true
@@ -134,7 +135,7 @@ import VitalSigns
             #expect(await poll(within: .seconds(20)) { rig.arrived(device: "rad8-a").filter { $0.patient == "patient-b" }.count >= 9 })
 
             // Unpair: reading stops, the stored readings stay, the care team is told.
-            let unpaired = try rig.ctl(["unpair", "rad8-a"])
+            let unpaired = try await rig.ctl(["unpair", "rad8-a"])
             #expect(unpaired.status == 0, "\(unpaired.output)")
             #expect(await poll(within: .seconds(10)) { !rig.events("device_removed").isEmpty })
             let devices = try rig.vigild.status()["status"]?["devices"]?.arrayValue?.compactMap { $0["id"]?.stringValue }
@@ -155,32 +156,32 @@ import VitalSigns
             let path = rig.directory + "/rad8-b"
             let device = try PseudoTerminal(linkPath: path)
             defer { device.close() }
-            #expect(try rig.ctl(["pair", "rad8-b", "--profile", "masimo-rad8", "--port", path]).status == 0)
+            #expect(try await rig.ctl(["pair", "rad8-b", "--profile", "masimo-rad8", "--port", path]).status == 0)
             let before = try rig.sql("SELECT count(*) FROM devices") + "/" + rig.sql("SELECT count(*) FROM device_assignments")
                 + "/" + rig.sql("SELECT count(*) FROM priority_outbox")
 
-            func refused(_ args: [String], _ status: Int32, _ fragment: String) throws {
-                let (code, output) = try rig.ctl(args + ["--json"])
+            func refused(_ args: [String], _ status: Int32, _ fragment: String) async throws {
+                let (code, output) = try await rig.ctl(args + ["--json"])
                 #expect(code == status, "vigilctl \(args.joined(separator: " ")): exit \(code)")
                 let error = (try? JSONValue.parse(output))?["error"]?.stringValue ?? ""
                 #expect(error.contains(fragment), "\(args.joined(separator: " ")): \(error)")
             }
-            try refused(["pair", "x1", "--profile", "no-such-profile", "--port", path], 65, "no device profile 'no-such-profile'")
-            try refused(["pair", "x2", "--profile", "../etc/passwd", "--port", path], 65, "profile must be a profile id")
-            try refused(["pair", "x3", "--profile", "masimo-rad8", "--port", "dev/ttyUSB0"], 65, "port: must be an absolute path")
-            try refused(["pair", "x4", "--profile", "masimo-rad8", "--address", "00:11:22:33:44:55"], 65, "is a serial device")
-            try refused(["pair", "x5", "--profile", "ble-heart-rate", "--address", "00:11:22:33:4"], 65, "address: must be a Bluetooth address")
-            try refused(["pair", "bad id!", "--profile", "masimo-rad8", "--port", path], 65, "id: must be 1–64")
-            try refused(["pair", "rad8-b", "--profile", "masimo-rad8", "--port", "/dev/ttyUSB9"], 67, "already paired")
-            try refused(["pair", "cfg-rad8", "--profile", "masimo-rad8", "--port", path], 67, "vigild.yaml")
-            try refused(["unpair", "cfg-rad8"], 67, "read-only from vigilctl")
-            try refused(["assign", "cfg-rad8", "patient-x"], 67, "installer-provisioned")
-            try refused(["unpair", "nobody"], 66, "no device 'nobody' is paired")
-            try refused(["assign", "nobody", "patient-x"], 66, "no device 'nobody' is paired")
+            try await refused(["pair", "x1", "--profile", "no-such-profile", "--port", path], 65, "no device profile 'no-such-profile'")
+            try await refused(["pair", "x2", "--profile", "../etc/passwd", "--port", path], 65, "profile must be a profile id")
+            try await refused(["pair", "x3", "--profile", "masimo-rad8", "--port", "dev/ttyUSB0"], 65, "port: must be an absolute path")
+            try await refused(["pair", "x4", "--profile", "masimo-rad8", "--address", "00:11:22:33:44:55"], 65, "is a serial device")
+            try await refused(["pair", "x5", "--profile", "ble-heart-rate", "--address", "00:11:22:33:4"], 65, "address: must be a Bluetooth address")
+            try await refused(["pair", "bad id!", "--profile", "masimo-rad8", "--port", path], 65, "id: must be 1–64")
+            try await refused(["pair", "rad8-b", "--profile", "masimo-rad8", "--port", "/dev/ttyUSB9"], 67, "already paired")
+            try await refused(["pair", "cfg-rad8", "--profile", "masimo-rad8", "--port", path], 67, "vigild.yaml")
+            try await refused(["unpair", "cfg-rad8"], 67, "read-only from vigilctl")
+            try await refused(["assign", "cfg-rad8", "patient-x"], 67, "installer-provisioned")
+            try await refused(["unpair", "nobody"], 66, "no device 'nobody' is paired")
+            try await refused(["assign", "nobody", "patient-x"], 66, "no device 'nobody' is paired")
             // Over the real radio: no Bluetooth in this kernel, said plainly, nothing saved.
-            try refused(["pair", "hr-radio", "--profile", "ble-heart-rate", "--address", "00:11:22:33:44:55"], 69, "Bluetooth unavailable")
+            try await refused(["pair", "hr-radio", "--profile", "ble-heart-rate", "--address", "00:11:22:33:44:55"], 69, "Bluetooth unavailable")
             // Live discovery through vigild: the same plain answer.
-            try refused(["scan", "--daemon", "--seconds", "1"], 69, "Bluetooth unavailable")
+            try await refused(["scan", "--daemon", "--seconds", "1"], 69, "Bluetooth unavailable")
 
             let after = try rig.sql("SELECT count(*) FROM devices") + "/" + rig.sql("SELECT count(*) FROM device_assignments")
                 + "/" + rig.sql("SELECT count(*) FROM priority_outbox")
@@ -192,7 +193,7 @@ import VitalSigns
                 try rig.vigild.status()["status"]?["devices"]?.arrayValue?.first { $0["id"]?.stringValue == "rad8-b" }?["state"]?.stringValue
             }
             #expect(try state() == "unassigned")
-            let assigned = try rig.ctl(["pair", "rad8-b", "--profile", "masimo-rad8", "--port", path, "--patient", "patient-q", "--json"])
+            let assigned = try await rig.ctl(["pair", "rad8-b", "--profile", "masimo-rad8", "--port", path, "--patient", "patient-q", "--json"])
             #expect(assigned.status == 0, "\(assigned.output)")
             #expect((try? JSONValue.parse(assigned.output))?["assigned"]?.boolValue == true)
             #expect(await poll(within: .seconds(10)) { ((try? state()) ?? nil) == "open" })
@@ -216,19 +217,19 @@ import VitalSigns
                 """)
             defer { peer.peripheral.stop() }
             // The wrong profile: the peer has no glucose service, so nothing is paired.
-            let wrong = try rig.ctl(["pair", "hr-1", "--profile", "ble-glucose-meter", "--address", "02:00:00:00:00:09",
+            let wrong = try await rig.ctl(["pair", "hr-1", "--profile", "ble-glucose-meter", "--address", "02:00:00:00:00:09",
                                      "--transport", "seqpacket:" + socket, "--json"])
             #expect(wrong.status == 69)
             #expect(((try? JSONValue.parse(wrong.output))?["error"]?.stringValue ?? "").contains("did not answer as profile ble-glucose-meter"))
             #expect(try rig.sql("SELECT count(*) FROM devices") == "0")
 
-            let ok = try rig.ctl(["pair", "hr-1", "--profile", "ble-heart-rate", "--address", "02:00:00:00:00:09",
+            let ok = try await rig.ctl(["pair", "hr-1", "--profile", "ble-heart-rate", "--address", "02:00:00:00:00:09",
                                   "--transport", "seqpacket:" + socket, "--patient", "patient-ble"])
             #expect(ok.status == 0, "\(ok.output)")
             #expect(await poll(within: .seconds(20)) { rig.arrived(device: "hr-1").contains { $0.patient == "patient-ble" } })
 
             // Unpairing a BLE device closes its session: the supervisor stops, the link goes.
-            let unpaired = try rig.ctl(["unpair", "hr-1", "--json"])
+            let unpaired = try await rig.ctl(["unpair", "hr-1", "--json"])
             #expect(unpaired.status == 0, "\(unpaired.output)")
             #expect(try rig.sql("SELECT count(*) FROM readings WHERE device = 'hr-1'") == "1", "its reading stays")
             let listed = try rig.vigild.status()["status"]?["devices"]?.arrayValue?.compactMap { $0["id"]?.stringValue }
@@ -239,7 +240,7 @@ import VitalSigns
     @Test func anIdBothInTheConfigAndTheRegistryStopsVigildNamingIt() async throws {
         try await PairingRig().run { rig in
             let path = rig.directory + "/rad8-c"
-            #expect(try rig.ctl(["pair", "dup-1", "--profile", "masimo-rad8", "--port", path]).status == 0)
+            #expect(try await rig.ctl(["pair", "dup-1", "--profile", "masimo-rad8", "--port", path]).status == 0)
             #expect(rig.vigild.terminate() == 0)
             let entry = "  - id: dup-1\n    profile: masimo-rad8\n    port: \"\(path)\"\n    patient: patient-z\n"
             #expect(try VigildProcess.run(["/bin/sh", "-c", "printf '%s' \"$1\" >> \"$0\"", rig.vigild.configPath, entry]).status == 0)
