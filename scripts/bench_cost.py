@@ -38,7 +38,6 @@ import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -317,12 +316,8 @@ def main() -> int:
     if args.n2 <= args.n1:
         ap.error("--n2 must be larger than --n1")
 
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, bd.on_signal)
-    work = tempfile.mkdtemp(prefix="vigil-bench-cost.")
-    ok = False
-    t_start = time.monotonic()
-    try:
+    def measure(work: str) -> int:
+        t_start = time.monotonic()
         broker = bd.Broker(work)
         res: dict = {"build": args.build, "rate": args.rate, "n1": args.n1, "n2": args.n2}
         top: list = []
@@ -366,21 +361,9 @@ def main() -> int:
             res["sqlite_marks_bytes_per_reading_10hz"] = slow["raw"]["marks"]["bytes_per_reading"]
         res["elapsed_s"] = round(time.monotonic() - t_start, 1)
         report(args, res, top)
-        ok = True
         return 0
-    except KeyboardInterrupt:
-        log("interrupted")
-        ok = True
-        return 130
-    except Exception as e:
-        log(f"error: {e}")
-        return 1
-    finally:
-        bd.stop_all()
-        if args.keep or not ok:
-            log(f"files kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+
+    return bd.in_workdir("vigil-bench-cost.", args.keep, measure, log)
 
 
 def report(args, res: dict, top: list) -> None:

@@ -78,6 +78,34 @@ def log(msg: str) -> None:
     print(f"bench: {msg}", file=sys.stderr, flush=True)
 
 
+def in_workdir(prefix: str, keep: bool, measure, log_fn=None) -> int:
+    """Runs `measure(work)` in a new temporary directory and returns its exit status: what every
+    driver's main needs. SIGINT, SIGTERM and SIGHUP end the run as an interrupt (130); every
+    process started through `spawn` is stopped on every exit path; the directory is removed
+    unless `keep` or the run failed (an exception, or a non-zero status)."""
+    say = log_fn or log
+    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(s, on_signal)
+    work = tempfile.mkdtemp(prefix=prefix)
+    status = 1
+    try:
+        status = measure(work)
+        return status
+    except KeyboardInterrupt:
+        say("interrupted")
+        status = 0  # nothing is broken: remove the files unless --keep
+        return 130
+    except Exception as e:  # the method failed: report, keep the files, fail
+        say(f"error: {e}")
+        return 1
+    finally:
+        stop_all()
+        if keep or status != 0:
+            say(f"files kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
 def free_port() -> int:
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
@@ -254,26 +282,25 @@ def write_lines(pty: Pty, lines: Lines, rate: float | None, deadline_extra=None)
     return sent
 
 
+def vigild_config(work: str, profiles: str, port: int, body: str, *, site: str = "bench",
+                  gateway: str = "gw-bench", log_level: str = "notice",
+                  reconnect_ms: tuple[int, int] = (200, 5000)) -> str:
+    """A benchmark's vigild.yaml: what every driver shares (state, socket and care plans under
+    `work`, the private broker on 127.0.0.1:`port`) followed by `body` (its devices, outbox and
+    uplink sections)."""
+    return (f"site: {site}\ngateway: {gateway}\nlog_level: {log_level}\npaths:\n"
+            f'  database: "{work}/state/vigil.sqlite"\n  control_socket: "{work}/control.sock"\n'
+            f'  care_plans: "{work}/care-plans"\n  device_profiles: "{profiles}"\n'
+            f"broker:\n  host: 127.0.0.1\n  port: {port}\n  keepalive_seconds: 10\n"
+            f"  reconnect_min_ms: {reconnect_ms[0]}\n  reconnect_max_ms: {reconnect_ms[1]}\n") + body
+
+
 # ---------------------------------------------------------------------------------------
 # vigild
 
 
 class Vigild:
-    CONFIG = """site: bench
-gateway: gw-bench
-log_level: {log_level}
-paths:
-  database: "{work}/state/vigil.sqlite"
-  control_socket: "{work}/control.sock"
-  care_plans: "{work}/care-plans"
-  device_profiles: "{profiles}"
-broker:
-  host: 127.0.0.1
-  port: {port}
-  keepalive_seconds: 10
-  reconnect_min_ms: 200
-  reconnect_max_ms: 5000
-devices:
+    CONFIG = """devices:
   - id: {device}
     profile: masimo-rad8
     port: "{link}"
@@ -287,8 +314,7 @@ devices:
         os.makedirs(os.path.join(work, "care-plans"), exist_ok=True)
         self.config = os.path.join(work, "vigild.yaml")
         with open(self.config, "w") as f:
-            f.write(self.CONFIG.format(work=work, profiles=args.profiles, port=broker.port, device=device,
-                                       link=link, log_level="notice"))
+            f.write(vigild_config(work, args.profiles, broker.port, self.CONFIG.format(device=device, link=link)))
         self.device = device
         self.socket = os.path.join(work, "control.sock")
         self.proc: subprocess.Popen | None = None

@@ -35,12 +35,9 @@ import bisect
 import datetime as dt
 import json
 import os
-import shutil
-import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from array import array
 
@@ -52,21 +49,7 @@ PREFIX = f"vigil/v1/{SITE}/{GATEWAY}"
 PATIENT = "bench-esc"
 BACKLOG_MARKER = b"readings"
 
-CONFIG = """site: {site}
-gateway: {gateway}
-log_level: notice
-paths:
-  database: "{work}/state/vigil.sqlite"
-  control_socket: "{work}/control.sock"
-  care_plans: "{work}/care-plans"
-  device_profiles: "{profiles}"
-broker:
-  host: 127.0.0.1
-  port: {port}
-  keepalive_seconds: 10
-  reconnect_min_ms: 100
-  reconnect_max_ms: 250
-outbox:
+CONFIG = """outbox:
   max_in_flight: {max_in_flight}
 devices:
   - id: {device}
@@ -210,9 +193,10 @@ class Daemon:
                 f.write(CARE_PLAN.format(patient=PATIENT))
         self.config = os.path.join(work, "vigild.yaml")
         with open(self.config, "w") as f:
-            f.write(CONFIG.format(site=SITE, gateway=GATEWAY, work=work, profiles=args.profiles, port=port,
-                                  device=device, link=link, patient=PATIENT,
-                                  max_in_flight=args.max_in_flight))
+            f.write(bd.vigild_config(work, args.profiles, port,
+                                     CONFIG.format(device=device, link=link, patient=PATIENT,
+                                                   max_in_flight=args.max_in_flight),
+                                     site=SITE, gateway=GATEWAY, reconnect_ms=(100, 250)))
         self.socket = os.path.join(work, "control.sock")
         self.device = device
         self.proc: subprocess.Popen | None = None
@@ -501,37 +485,22 @@ def main() -> int:
     args.profiles = os.path.abspath(args.profiles)
     if args.samples < 1 or args.cold_runs < 2 or args.readings < 1000:
         ap.error("need --samples ≥ 1, --cold-runs ≥ 2 and --readings ≥ 1000")
-    for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(s, bd.on_signal)
-    work = tempfile.mkdtemp(prefix="vigil-bench-lifecycle.")
-    ok = False
-    try:
-        idle = run_escalation(args, work, 0, args.samples)
-        drain = run_escalation(args, work, args.readings, args.samples)
-        cold = run_cold_vigild(args, work, args.cold_runs)
-        pub = run_cold_pub(args, work, args.cold_runs, line_mode=True)
-        pub_m = run_cold_pub(args, work, args.cold_runs, line_mode=False)
+    def measure(work: str) -> int:
+        try:
+            idle = run_escalation(args, work, 0, args.samples)
+            drain = run_escalation(args, work, args.readings, args.samples)
+            cold = run_cold_vigild(args, work, args.cold_runs)
+            pub = run_cold_pub(args, work, args.cold_runs, line_mode=True)
+            pub_m = run_cold_pub(args, work, args.cold_runs, line_mode=False)
+        except Failure as e:
+            log(f"FAILED: {e}")
+            print("RESULT " + json.dumps({"build": args.build, "failed": str(e)}))
+            return 1
         result = report(args, idle, drain, cold, pub, pub_m)
         print("RESULT " + json.dumps(result))
-        ok = True
         return 0
-    except Failure as e:
-        log(f"FAILED: {e}")
-        print("RESULT " + json.dumps({"build": args.build, "failed": str(e)}))
-        return 1
-    except KeyboardInterrupt:
-        log("interrupted")
-        ok = True
-        return 130
-    except Exception as e:  # the method failed: report, keep the files, fail
-        log(f"error: {e}")
-        return 1
-    finally:
-        bd.stop_all()
-        if args.keep or not ok:
-            log(f"files kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+
+    return bd.in_workdir("vigil-bench-lifecycle.", args.keep, measure, log)
 
 
 if __name__ == "__main__":

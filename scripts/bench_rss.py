@@ -30,10 +30,8 @@ import datetime as dt
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
@@ -210,21 +208,7 @@ def write_bp_att(path: str, n: int) -> None:
         f.write("\n".join(lines) + "\n")
 
 
-CONFIG = """site: bench-rss
-gateway: gw-bench-rss
-log_level: notice
-paths:
-  database: "{work}/state/vigil.sqlite"
-  control_socket: "{work}/control.sock"
-  care_plans: "{work}/care-plans"
-  device_profiles: "{profiles}"
-broker:
-  host: 127.0.0.1
-  port: {port}
-  keepalive_seconds: 10
-  reconnect_min_ms: 200
-  reconnect_max_ms: 5000
-devices:
+CONFIG = """devices:
   - id: rad8-burst
     profile: masimo-rad8
     port: "{work}/dev/rad8-burst"
@@ -282,7 +266,8 @@ def run_vigild(args, broker: bd.Broker, work: str) -> dict:
             shutil.copy(os.path.join(root, "demo", "care-plans", name), os.path.join(work, "care-plans", name))
     config = os.path.join(work, "vigild.yaml")
     with open(config, "w") as f:
-        f.write(CONFIG.format(work=work, profiles=args.profiles, port=broker.port))
+        f.write(bd.vigild_config(work, args.profiles, broker.port, CONFIG.format(work=work), site="bench-rss",
+                                 gateway="gw-bench-rss"))
     vigilctl = os.path.join(args.bin, "vigilctl")
     n_ble = int(args.seconds) + 120
     write_oximeter_att(os.path.join(work, "oximeter.att"), n_ble)
@@ -550,12 +535,7 @@ def main() -> int:
             log(f"{tool} is missing (scripts/setup-debian installs it)")
             return 69
 
-    signal.signal(signal.SIGINT, bd.on_signal)
-    signal.signal(signal.SIGTERM, bd.on_signal)
-    signal.signal(signal.SIGHUP, bd.on_signal)
-    work = tempfile.mkdtemp(prefix="vigil-bench-rss.")
-    ok = False
-    try:
+    def measure(work: str) -> int:
         broker = bd.Broker(work)
         v = run_vigild(args, broker, work)
         # The simulators are no longer needed; the broker is.
@@ -564,21 +544,9 @@ def main() -> int:
                 bd.stop(p)
         b = None if args.no_baseline else run_baseline(args, broker, work, v["paced_sample"], v["burst_sample"])
         report(args, v, b)
-        ok = True
         return 0
-    except KeyboardInterrupt:
-        log("interrupted")
-        ok = True
-        return 130
-    except Exception as e:
-        log(f"error: {e}")
-        return 1
-    finally:
-        bd.stop_all()
-        if args.keep or not ok:
-            log(f"files kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
+
+    return bd.in_workdir("vigil-bench-rss.", args.keep, measure, log)
 
 
 if __name__ == "__main__":

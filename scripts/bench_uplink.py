@@ -15,21 +15,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import bench_driver as bd  # noqa: E402  (spawn, stop_all, wait_until, free_port, log)
 
-CONFIG = """site: bench
-gateway: gw-bench
-log_level: notice
-paths:
-  database: "{work}/state/vigil.sqlite"
-  control_socket: "{work}/control.sock"
-  care_plans: "{work}/care-plans"
-  device_profiles: "{profiles}"
-broker:
-  host: 127.0.0.1
-  port: {port}
-  keepalive_seconds: 10
-  reconnect_min_ms: 100
-  reconnect_max_ms: 250
-outbox:
+CONFIG = """outbox:
   max_in_flight: 256
 uplink:
   encoding: {encoding}
@@ -65,7 +51,8 @@ def drain(args, encoding, filled_db, readings):
         port = bd.free_port()
         config = os.path.join(work, "vigild.yaml")
         with open(config, "w") as f:
-            f.write(CONFIG.format(work=work, profiles=args.profiles, port=port, encoding=encoding, batch=args.batch))
+            f.write(bd.vigild_config(work, args.profiles, port, CONFIG.format(encoding=encoding, batch=args.batch),
+                                     reconnect_ms=(100, 250)))
         sock = os.path.join(work, "control.sock")
         vigild = bd.spawn([os.path.join(args.bin, "vigild"), "--config", config],
                           stdout=open(os.path.join(work, "vigild.log"), "w"), stderr=subprocess.STDOUT)

@@ -67,21 +67,7 @@ LOW_AT = 500             # ... at i % LOW_EVERY == LOW_AT
 LOW_SPO2 = 80
 GROWTH_LIMIT = 1_048_576  # bytes: 1 MiB
 
-CONFIG = """site: soak
-gateway: gw-soak
-log_level: notice
-paths:
-  database: "{work}/state/vigil.sqlite"
-  control_socket: "{work}/control.sock"
-  care_plans: "{work}/care-plans"
-  device_profiles: "{profiles}"
-broker:
-  host: 127.0.0.1
-  port: {port}
-  keepalive_seconds: 10
-  reconnect_min_ms: 200
-  reconnect_max_ms: 5000
-devices:
+CONFIG = """devices:
 {devices}"""
 
 DEVICE = """  - id: {device}
@@ -332,8 +318,9 @@ class Vigild:
                 f.write(CARE_PLAN.format(patient=d["patient"]))
         self.config = os.path.join(work, "vigild.yaml")
         with open(self.config, "w") as f:
-            f.write(CONFIG.format(work=work, profiles=args.profiles, port=broker.port,
-                                  devices="".join(DEVICE.format(**d) for d in devices)))
+            f.write(bd.vigild_config(work, args.profiles, broker.port,
+                                     CONFIG.format(devices="".join(DEVICE.format(**d) for d in devices)),
+                                     site="soak", gateway="gw-soak"))
         self.socket = os.path.join(work, "control.sock")
         self.database = os.path.join(work, "state", "vigil.sqlite")
         self.device_ids = [d["device"] for d in devices]
