@@ -784,60 +784,6 @@ enum Network {
     }
 }
 
-/// Runs a program to completion with stdout and stderr captured together (at most 64 KiB kept).
-enum Subprocess {
-    struct Result {
-        var status: Int32
-        var output: String
-    }
-
-    struct Error: Swift.Error, CustomStringConvertible {
-        var errno: Int32
-        var description: String { String(cString: strerror(errno)) }
-    }
-
-    static func run(_ argv: [String]) throws(Error) -> Result {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw Error(errno: errno) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        posix_spawn_file_actions_addclose(&actions, fds[1])
-        let cArgs = argv.map { strdup($0) }
-        defer { for a in cArgs { free(a) } }
-        var argvC: [UnsafeMutablePointer<CChar>?] = cArgs + [nil]
-        var child: pid_t = 0
-        let rc = argvC.withUnsafeMutableBufferPointer { a -> Int32 in
-            guard let base = a.baseAddress else { return EINVAL }
-            return posix_spawn(&child, argv[0], &actions, nil, base, environ)
-        }
-        close(fds[1])
-        guard rc == 0 else {
-            close(fds[0])
-            throw Error(errno: rc)
-        }
-        var output: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 8192)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            if n <= 0 { break }
-            if output.count < 65_536 { output += buffer[0..<n] }
-        }
-        close(fds[0])
-        var status: Int32 = 0
-        while waitpid(child, &status, 0) < 0 {
-            if errno != EINTR { return Result(status: -1, output: String(decoding: output, as: UTF8.self)) }
-        }
-        let exit = (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
-        return Result(status: exit, output: String(decoding: output, as: UTF8.self))
-    }
-}
-
 /// The text of a NUL-terminated C buffer the shim filled in.
 func cText(_ buffer: [CChar]) -> String {
     String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)

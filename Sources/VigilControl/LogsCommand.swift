@@ -60,7 +60,7 @@ struct Logs: ParsableCommand {
         var shown = 0
         let status: Int32
         do {
-            status = try JournalReader.stream(argv) { line in
+            status = try Subprocess.lines(argv) { line in
                 guard let entry = JournalEntry(jsonLine: line), entry.priority <= maxPriority else { return }
                 shown += 1
                 writeStdout((json ? entry.json.serialized : entry.text) + "\n")
@@ -139,63 +139,6 @@ enum JournalAccess {
         var groups = [gid_t](repeating: 0, count: Int(count))
         let n = getgroups(count, &groups)
         return n > 0 && groups.prefix(Int(n)).contains(admin)
-    }
-}
-
-enum JournalReader {
-    struct Error: Swift.Error, CustomStringConvertible {
-        var errno: Int32
-        var description: String { String(cString: strerror(errno)) }
-    }
-
-    /// Runs `argv` (found on PATH), hands each stdout line to `body` as it arrives, and returns
-    /// the exit status. stderr passes through to ours.
-    static func stream(_ argv: [String], _ body: ([UInt8]) -> Void) throws(Error) -> Int32 {
-        var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { throw Error(errno: errno) }
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
-        posix_spawn_file_actions_addclose(&actions, fds[0])
-        posix_spawn_file_actions_addclose(&actions, fds[1])
-        let cArgs = argv.map { strdup($0) }
-        defer { for a in cArgs { free(a) } }
-        var argvC: [UnsafeMutablePointer<CChar>?] = cArgs + [nil]
-        var child: pid_t = 0
-        let rc = argvC.withUnsafeMutableBufferPointer { a -> Int32 in
-            guard let base = a.baseAddress else { return EINVAL }
-            return posix_spawnp(&child, argv[0], &actions, nil, base, environ)
-        }
-        close(fds[1])
-        guard rc == 0 else {
-            close(fds[0])
-            throw Error(errno: rc)
-        }
-        var pending: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let n = buffer.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, $0.count) }
-            if n < 0, errno == EINTR { continue }
-            if n <= 0 { break }
-            pending += buffer[0..<n]
-            var start = 0
-            while let newline = pending[start...].firstIndex(of: 0x0A) {
-                body(Array(pending[start..<newline]))
-                start = newline + 1
-            }
-            pending.removeFirst(start)
-            // A single entry beyond 1 MiB is not vigild's: drop it rather than grow without bound.
-            if pending.count > 1 << 20 { pending.removeAll() }
-        }
-        if !pending.isEmpty { body(pending) }
-        close(fds[0])
-        var status: Int32 = 0
-        while waitpid(child, &status, 0) < 0 {
-            if errno != EINTR { return -1 }
-        }
-        return (status & 0x7F) == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
     }
 }
 
