@@ -118,6 +118,48 @@ public final class LEScanner: Sendable {
         }
     }
 
+    /// An advertiser heard by ``collect(for:limit:)``.
+    public struct Advertiser: Sendable {
+        public var address: String
+        public var rssi: Int8?
+        public var data: AdvertisingData
+    }
+
+    /// Listens for `duration`, then stops the scan: one entry per address in the order first
+    /// heard (at most `limit`), with a scan response's name and service UUIDs merged into the
+    /// advertisement's and the latest RSSI kept. Reports whose data do not parse are skipped. If
+    /// the scan ends early, its error comes back with what was heard until then.
+    public func collect(for duration: Duration, limit: Int = .max) async -> (advertisers: [Advertiser], error: (any Error)?) {
+        var heard: [Advertiser] = []
+        var index: [String: Int] = [:]
+        var failure: (any Error)?
+        let deadline = ContinuousClock.now + duration
+        let reports = self.reports
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try? await Task.sleep(until: deadline)
+                self.stop()
+            }
+            do {
+                for try await report in reports {
+                    guard case .success(let data) = report.data else { continue }
+                    if let i = index[report.address] {
+                        if heard[i].data.localName == nil { heard[i].data.localName = data.localName }
+                        heard[i].data.serviceUUIDs += data.serviceUUIDs.filter { !heard[i].data.serviceUUIDs.contains($0) }
+                        heard[i].rssi = report.rssi ?? heard[i].rssi
+                    } else if heard.count < limit {
+                        index[report.address] = heard.count
+                        heard.append(Advertiser(address: report.address, rssi: report.rssi, data: data))
+                    }
+                }
+            } catch {
+                failure = error
+            }
+            group.cancelAll()
+        }
+        return (heard, failure)
+    }
+
     /// Disables scanning and closes the HCI socket.
     public func stop() {
         // Best effort: the command waits up to 1 s for the controller; the adapter may be gone.

@@ -75,38 +75,10 @@ struct Scan: AsyncParsableCommand {
             printError(error.reason.hasPrefix("Bluetooth unavailable") ? error.reason : "Bluetooth unavailable: \(error.reason)")
             throw ExitCode(69)
         }
-        var seen: [String: (rssi: Int8?, data: AdvertisingData)] = [:]
-        var order: [String] = []
-        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
-        let reports = scanner.reports
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try? await Task.sleep(until: deadline)
-                scanner.stop()
-            }
-            do {
-                for try await report in reports {
-                    guard case .success(let data) = report.data else { continue }
-                    if var known = seen[report.address] {
-                        // A scan response adds the name; keep what each report brought.
-                        if known.data.localName == nil { known.data.localName = data.localName }
-                        known.data.serviceUUIDs += data.serviceUUIDs.filter { !known.data.serviceUUIDs.contains($0) }
-                        known.rssi = report.rssi ?? known.rssi
-                        seen[report.address] = known
-                    } else {
-                        seen[report.address] = (report.rssi, data)
-                        order.append(report.address)
-                    }
-                }
-            } catch {
-                printError("scan ended: \(error)")
-            }
-            group.cancelAll()
-        }
-        for address in order {
-            if let s = seen[address] { emit(address: address, rssi: s.rssi, data: s.data, profiles: known) }
-        }
-        if !json { printError("\(order.count) advertiser\(order.count == 1 ? "" : "s") in \(Int(seconds)) s") }
+        let (heard, error) = await scanner.collect(for: .milliseconds(Int64(seconds * 1000)))
+        if let error { printError("scan ended: \(error)") }
+        for s in heard { emit(address: s.address, rssi: s.rssi, data: s.data, profiles: known) }
+        if !json { printError("\(heard.count) advertiser\(heard.count == 1 ? "" : "s") in \(Int(seconds)) s") }
     }
 
     func emit(address: String?, rssi: Int8?, data: AdvertisingData, profiles known: [DeviceProfile]) {

@@ -29,40 +29,13 @@ extension DeviceRegistryCommands {
             let reason = error.reason.hasPrefix("Bluetooth unavailable") ? error.reason : "Bluetooth unavailable: \(error.reason)"
             return .object([("ok", false), ("error", .string(reason)), ("code", "bluetooth_unavailable")])
         }
-        var seen: [String: (rssi: Int8?, data: AdvertisingData)] = [:]
-        var order: [String] = []
-        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
-        let reports = scanner.reports
-        await withTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try? await Task.sleep(until: deadline)
-                scanner.stop()
-            }
-            do {
-                for try await report in reports {
-                    guard case .success(let data) = report.data else { continue }
-                    if var entry = seen[report.address] {
-                        // A scan response adds the name; keep what each report brought.
-                        if entry.data.localName == nil { entry.data.localName = data.localName }
-                        entry.data.serviceUUIDs += data.serviceUUIDs.filter { !entry.data.serviceUUIDs.contains($0) }
-                        entry.rssi = report.rssi ?? entry.rssi
-                        seen[report.address] = entry
-                    } else if order.count < 256 {
-                        seen[report.address] = (report.rssi, data)
-                        order.append(report.address)
-                    }
-                }
-            } catch {
-                logger.notice("scan ended early", metadata: ["error": "\(error)"])
-            }
-            group.cancelAll()
-        }
-        let advertisers: [JSONValue] = order.compactMap { address in
-            guard let s = seen[address] else { return nil }
+        let (heard, error) = await scanner.collect(for: .milliseconds(Int64(seconds * 1000)), limit: 256)
+        if let error { logger.notice("scan ended early", metadata: ["error": "\(error)"]) }
+        let advertisers: [JSONValue] = heard.map { s in
             let services = s.data.serviceUUIDs.map(\.description)
             let matches = profiles(matching: s.data.localName, serviceUUIDs: services, in: known).map(\.id)
             return .object([
-                ("address", .string(address)),
+                ("address", .string(s.address)),
                 ("rssi_dbm", s.rssi.map { .int(Int64($0)) } ?? .null),
                 ("name", s.data.localName.map { .string($0) } ?? .null),
                 ("services", .array(services.map { .string($0) })),
